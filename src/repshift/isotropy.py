@@ -1,0 +1,193 @@
+"""Isotropy and elongated-direction measures of a point cloud (Rajaee & Pilehvar 2021).
+
+Every function takes X as an (n points, d dims) array whose rows are vectors and works in float64.
+Principal directions are oriented so that their largest-magnitude coordinate is positive, which makes
+signed outputs (frequency correlations) reproducible across LAPACK builds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+from scipy.stats import spearmanr
+from sklearn.cluster import KMeans
+from sklearn.metrics.cluster import contingency_matrix
+
+_KMEANS_N_INIT = 10
+
+
+def _check_points(X: np.ndarray) -> np.ndarray:
+    """Return X as a float64 (n, d) array.
+    Raise ValueError unless X is two-dimensional, has at least 2 rows and 1 column, and is all finite."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
+        raise ValueError(f"X must be a 2-D (n, d) array with n >= 2 and d >= 1, got shape {X.shape}.")
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinite values.")
+    return X
+
+
+def _check_count(name: str, value: int, low: int, high: float) -> int:
+    """Return value if it is an integer in [low, high].
+    Raise ValueError naming the parameter otherwise."""
+    if not (isinstance(value, (int, np.integer)) and low <= value <= high):
+        raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}.")
+    return int(value)
+
+
+def _gram_eig(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending, clipped at 0) and eigenvectors (columns) of X^T X.
+    Each eigenvector is signed so that its largest-magnitude coordinate is positive."""
+    values, vectors = np.linalg.eigh(X.T @ X)
+    values, vectors = np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
+    return values, vectors * np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])])
+
+
+def _pca(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Variances along the principal directions (descending) and those directions (columns).
+    Eigendecomposition of the covariance (X - mean)^T (X - mean) / (n - 1); raise ValueError if it is 0."""
+    values, vectors = _gram_eig(X - X.mean(axis=0))
+    if values.sum() == 0:
+        raise ValueError("X has zero variance: all rows are identical.")
+    return values / (X.shape[0] - 1), vectors
+
+
+def _kmeans_labels(X: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """k-means++ cluster labels of the rows of X, best of _KMEANS_N_INIT seeded runs.
+    Raise ValueError unless 1 <= n_clusters <= number of rows."""
+    n_clusters = _check_count("n_clusters", n_clusters, 1, X.shape[0])
+    return KMeans(n_clusters=n_clusters, n_init=_KMEANS_N_INIT, random_state=seed).fit_predict(X)
+
+
+def _cosine_contributions(X: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
+    """Per-coordinate contribution to the mean cosine of random pairs of distinct rows.
+    CC_i = mean over pairs (u, v) of u_i v_i / (|u| |v|); sum_i CC_i is the average cosine."""
+    n_pairs = _check_count("n_pairs", n_pairs, 1, np.inf)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError("X has an all-zero row, whose cosine similarity is undefined.")
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, X.shape[0], n_pairs)
+    second = rng.integers(0, X.shape[0] - 1, n_pairs)
+    second += second >= first
+    unit = X / norms
+    return (unit[first] * unit[second]).mean(axis=0)
+
+
+def partition_isotropy(X: np.ndarray, centre: bool = False) -> float:
+    """Partition isotropy (Mu & Viswanath 2018) in [0, 1]; centre=True subtracts the column mean first.
+    I(W) = min_c Z(c) / max_c Z(c), Z(c) = sum_w exp(c . w), c = +-eigenvectors of W^T W."""
+    W = _check_points(X)
+    if centre:
+        W = W - W.mean(axis=0)
+    projections = W @ _gram_eig(W)[1]
+    log_z = logsumexp(np.hstack([projections, -projections]), axis=0)
+    return float(np.exp(log_z.min() - log_z.max()))
+
+
+def average_cosine(X: np.ndarray, n_pairs: int = 10000, seed: int = 0) -> float:
+    """Mean cosine similarity of n_pairs random pairs of distinct rows (Ethayarajh 2019).
+    E[u . v / (|u| |v|)] over pairs drawn with numpy.random.default_rng(seed)."""
+    return float(_cosine_contributions(_check_points(X), n_pairs, seed).sum())
+
+
+def explained_variance_ratio(X: np.ndarray) -> np.ndarray:
+    """Share of the total variance along each principal direction, descending.
+    r_k = lambda_k / sum_j lambda_j, lambda the eigenvalues of the covariance of X."""
+    variances = _pca(_check_points(X))[0]
+    return variances / variances.sum()
+
+
+def pcs_for_variance(X: np.ndarray, fraction: float = 0.9) -> int:
+    """Number of principal components needed to explain at least `fraction` of the variance.
+    min k such that r_1 + ... + r_k >= fraction (up to 1e-12 rounding), r the explained variance ratios."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
+    cumulative = np.cumsum(explained_variance_ratio(X))
+    return int(min(np.searchsorted(cumulative, fraction - 1e-12) + 1, cumulative.size))
+
+
+def top_pc_ratio(X: np.ndarray) -> float:
+    """Share of the total variance along the first principal direction.
+    r_1 = lambda_1 / sum_j lambda_j."""
+    return float(explained_variance_ratio(X)[0])
+
+
+def isoscore(X: np.ndarray) -> float:
+    """IsoScore (Rudman et al. 2022) from the covariance eigenvalues l; s = sqrt(d) l / |l|.
+    delta^2 = |s - 1|^2 / (2 (d - sqrt d)), k = (d - delta^2 (d - sqrt d))^2 / d, result (k - 1) / (d - 1)."""
+    X = _check_points(X)
+    d = X.shape[1]
+    if d < 2:
+        raise ValueError("IsoScore needs at least 2 dimensions.")
+    variances = _pca(X)[0]
+    scaled = np.sqrt(d) * variances / np.linalg.norm(variances)
+    defect_sq = np.sum((scaled - 1.0) ** 2) / (2 * (d - np.sqrt(d)))
+    dims_used = (d - defect_sq * (d - np.sqrt(d))) ** 2 / d
+    return float((dims_used - 1) / (d - 1))
+
+
+def rogue_dimensions(X: np.ndarray, k: int = 3, n_pairs: int = 10000,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k coordinates by contribution to the average cosine (Timkey & van Schijndel 2021), with shares.
+    CC_i = E[u_i v_i / (|u| |v|)] over random pairs; share_i = CC_i / sum_j CC_j (unbounded if that is ~0)."""
+    X = _check_points(X)
+    k = _check_count("k", k, 1, X.shape[1])
+    contributions = _cosine_contributions(X, n_pairs, seed)
+    top = np.argsort(-contributions, kind="stable")[:k]
+    return top, contributions[top] / contributions.sum()
+
+
+def standardize(X: np.ndarray) -> np.ndarray:
+    """Z-score every coordinate over the rows; constant columns become 0.
+    z_ij = (x_ij - mean_j) / std_j, std with ddof=0."""
+    X = _check_points(X)
+    centred = X - X.mean(axis=0)
+    return np.divide(centred, centred.std(axis=0), out=np.zeros_like(centred), where=np.ptp(X, axis=0) > 0)
+
+
+def frequency_pc_correlation(X: np.ndarray, frequency: np.ndarray, n_pcs: int = 5) -> np.ndarray:
+    """Spearman correlation of the rows' token frequency with their projections on each of the top n_pcs PCs.
+    rho_k = spearman(log f, (X - mean) . c_k); rank-based, so raw and log frequency give the same rho."""
+    X = _check_points(X)
+    frequency = np.asarray(frequency, dtype=np.float64)
+    if frequency.shape != X.shape[:1] or not np.isfinite(frequency).all() or (frequency < 0).any():
+        raise ValueError("frequency must be a 1-D array of finite non-negative counts, one per row of X.")
+    n_pcs = _check_count("n_pcs", n_pcs, 1, X.shape[1])
+    projections = (X - X.mean(axis=0)) @ _pca(X)[1][:, :n_pcs]
+    return spearmanr(np.column_stack([frequency, projections])).statistic[0, 1:]
+
+
+def cluster_purity(X: np.ndarray, groups: np.ndarray, n_clusters: int, seed: int = 0) -> float:
+    """Purity of k-means clusters of X with respect to integer group labels.
+    purity = (1/n) sum_clusters max_g |cluster intersect group g|."""
+    X = _check_points(X)
+    groups = np.asarray(groups)
+    if groups.shape != X.shape[:1] or not np.issubdtype(groups.dtype, np.integer):
+        raise ValueError("groups must be a 1-D integer array with one entry per row of X.")
+    counts = contingency_matrix(_kmeans_labels(X, n_clusters, seed), groups)
+    return float(counts.max(axis=1).sum() / X.shape[0])
+
+
+def remove_top_directions(X: np.ndarray, k: int) -> np.ndarray:
+    """All-but-the-top (Mu & Viswanath 2018): centre X and project out its top k principal directions.
+    X' = (X - mean) (I - U_k U_k^T), U_k the top k eigenvectors of the covariance."""
+    X = _check_points(X)
+    k = _check_count("k", k, 0, X.shape[1])
+    centred = X - X.mean(axis=0)
+    top = _gram_eig(centred)[1][:, :k]
+    return centred - (centred @ top) @ top.T
+
+
+def cluster_remove(X: np.ndarray, n_clusters: int = 27, n_remove: int = 12, seed: int = 0) -> np.ndarray:
+    """Cluster-based enhancement (Rajaee & Pilehvar 2021): remove_top_directions in each k-means cluster.
+    A cluster of m <= n_remove + 1 rows spans <= n_remove directions once centred: its rows become 0."""
+    X = _check_points(X)
+    n_remove = _check_count("n_remove", n_remove, 0, X.shape[1])
+    labels = _kmeans_labels(X, n_clusters, seed)
+    result = np.zeros_like(X)
+    for cluster in np.unique(labels):
+        members = labels == cluster
+        if members.sum() > n_remove + 1:
+            result[members] = remove_top_directions(X[members], n_remove)
+    return result
