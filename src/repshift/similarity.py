@@ -1,0 +1,197 @@
+"""Similarity of representation spaces: linear and debiased CKA, RSA, block structure.
+
+Every function takes arrays whose rows are examples (the same examples, in the
+same order, in every argument) and accumulates in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+_CHUNK_VALUES = 1 << 24
+_CORRELATIONS = {"pearson": stats.pearsonr, "spearman": stats.spearmanr}
+
+
+def _checked(arrays: Sequence[np.ndarray], min_rows: int = 2) -> list[np.ndarray]:
+    checked = [np.asarray(a) for a in arrays]
+    if not checked:
+        raise ValueError("At least one representation is needed.")
+    if any(a.ndim != 2 or a.shape[1] == 0 for a in checked):
+        raise ValueError("Each representation must be a 2-D array (rows = examples) with at least one column.")
+    n = checked[0].shape[0]
+    if any(a.shape[0] != n for a in checked):
+        raise ValueError("All representations must have the same number of rows (examples).")
+    if n < min_rows:
+        raise ValueError(f"This measure needs at least {min_rows} rows (examples), got {n}.")
+    if not all(np.isfinite(a).all() for a in checked):
+        raise ValueError("Representations must contain only finite values.")
+    return checked
+
+
+def _feature_cross_terms(layers: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """||X_i^T X_j||_F^2 of column-centred layers from the blocks of Z^T Z, Z = [X_1 ... X_L].
+
+    Z^T Z is accumulated over row chunks: memory O((sum d_i)^2), never O(n^2).
+    """
+    n = layers[0].shape[0]
+    widths = [a.shape[1] for a in layers]
+    starts = np.cumsum([0, *widths[:-1]])
+    means = [a.mean(axis=0, dtype=np.float64) for a in layers]
+    step = max(1, _CHUNK_VALUES // sum(widths))
+    blocks = np.zeros((sum(widths), sum(widths)))
+    squared_rows = np.empty((len(layers), n))
+    for lo in range(0, n, step):
+        chunk = np.hstack([a[lo : lo + step] - m for a, m in zip(layers, means)])
+        blocks += chunk.T @ chunk
+        squared_rows[:, lo : lo + step] = np.add.reduceat(chunk**2, starts, axis=1).T
+    np.square(blocks, out=blocks)
+    return np.add.reduceat(np.add.reduceat(blocks, starts, axis=0), starts, axis=1), squared_rows
+
+
+def _gram_cross_terms(layers: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """<HK_iH, HK_jH>_F with K_i = X_i X_i^T and H = I - 11^T/n.
+
+    HK_iH is formed as X_i' X_i'^T from the column-centred X_i' (the same matrix, with less rounding).
+    """
+    centred = [np.asarray(a, dtype=np.float64) - a.mean(axis=0, dtype=np.float64) for a in layers]
+    grams = np.stack([c @ c.T for c in centred])
+    flat = grams.reshape(len(layers), -1)
+    return flat @ flat.T, np.diagonal(grams, axis1=1, axis2=2).copy()
+
+
+def _normalised(cross: np.ndarray, squared_rows: np.ndarray, debiased: bool) -> np.ndarray:
+    """S_ij = T_ij / sqrt(T_ii T_jj), T = symmetrised HSIC (debiased: Song et al.'s unbiased HSIC, times n(n-3)).
+
+    Unbiased: T_ij = ||X_i^T X_j||^2 - n/(n-2) s_i.s_j + ||X_i||^2 ||X_j||^2 / ((n-1)(n-2)), s_i = row norms^2.
+    """
+    if debiased:
+        n = squared_rows.shape[1]
+        totals = squared_rows.sum(axis=1)
+        cross = cross - n / (n - 2) * (squared_rows @ squared_rows.T) + np.outer(totals, totals) / ((n - 1) * (n - 2))
+    cross = (cross + cross.T) / 2
+    products = np.outer(np.diag(cross), np.diag(cross))
+    positive = products > 0
+    return np.where(positive, cross / np.sqrt(np.where(positive, products, 1.0)), np.nan)
+
+
+def cka_matrix(layers: Sequence[np.ndarray] | np.ndarray, debiased: bool = False, form: str = "auto") -> np.ndarray:
+    """Symmetric L x L matrix of linear (or debiased) CKA between all pairs of L layers (n x d_i each, same rows).
+
+    CKA_ij = ||X_j^T X_i||_F^2 / (||X_i^T X_i||_F ||X_j^T X_j||_F), columns centred; see linear_cka, debiased_cka.
+
+    form "feature" accumulates the cross-covariance blocks over row chunks (memory O((sum d_i)^2));
+    "gram" uses the centred n x n Gram matrices (memory O(L n^2)); "auto" picks "feature" when n > max d_i.
+    An entry is nan when its denominator is not positive (a constant layer; see debiased_cka).
+    """
+    checked = _checked(layers, min_rows=4 if debiased else 2)
+    if form == "auto":
+        form = "feature" if checked[0].shape[0] > max(a.shape[1] for a in checked) else "gram"
+    if form not in ("feature", "gram"):
+        raise ValueError(f"form must be 'auto', 'feature' or 'gram', got {form!r}.")
+    cross_terms = _feature_cross_terms if form == "feature" else _gram_cross_terms
+    return _normalised(*cross_terms(checked), debiased)
+
+
+def linear_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto") -> float:
+    """Linear CKA of column-centred X (n x d1) and Y (n x d2).
+
+    CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) = <HKH, HLH>_F / (||HKH||_F ||HLH||_F), K = XX^T, L = YY^T.
+
+    form: "feature" (cost n d^2), "gram" (cost n^2 d) or "auto" ("feature" when n > max(d1, d2)).
+    nan when X or Y is constant.
+    """
+    return float(cka_matrix([X, Y], form=form)[0, 1])
+
+
+def debiased_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto") -> float:
+    """Linear CKA from the unbiased HSIC estimator (Song et al. 2012; Kornblith et al. 2019, appendix).
+
+    CKA_u = HSIC_u(K, L) / sqrt(HSIC_u(K, K) HSIC_u(L, L)), K = XX^T, L = YY^T, K~ = K with zero diagonal,
+    HSIC_u(K, L) = [tr(K~L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n(n-3)).
+
+    Needs n >= 4. HSIC_u(K, L) and so CKA_u can be negative (near 0 for independent data).
+    The self terms HSIC_u(K, K) equal ||U-centred K||_F^2 / (n(n-3)) >= 0, so the square root is
+    guarded only against zero (a constant representation) or rounding below zero: then nan, with no warning.
+    """
+    return float(cka_matrix([X, Y], debiased=True, form=form)[0, 1])
+
+
+def cka_between(
+    layers_a: Sequence[np.ndarray] | np.ndarray, layers_b: Sequence[np.ndarray] | np.ndarray, debiased: bool = False
+) -> np.ndarray:
+    """Per-layer CKA of model A's layer l with model B's layer l (e.g. base vs fine-tuned), shape (L,).
+
+    out[l] = CKA(A_l, B_l), linear or debiased (see linear_cka, debiased_cka).
+    """
+    if len(layers_a) != len(layers_b):
+        raise ValueError(f"Both models need the same number of layers, got {len(layers_a)} and {len(layers_b)}.")
+    return np.array([cka_matrix([a, b], debiased=debiased)[0, 1] for a, b in zip(layers_a, layers_b)])
+
+
+def cka_permutation_baseline(
+    X: np.ndarray, Y: np.ndarray, n_permutations: int = 20, seed: int = 0, debiased: bool = False
+) -> np.ndarray:
+    """Null distribution of CKA: CKA(X, P Y) for n_permutations random row permutations P, shape (n_permutations,).
+
+    out[p] = CKA(X, Y[pi_p]), pi_p ~ uniform permutations from numpy.random.default_rng(seed); linear or debiased.
+    """
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be at least 1, got {n_permutations}.")
+    X, Y = _checked([X, Y], min_rows=4 if debiased else 2)
+    rng = np.random.default_rng(seed)
+    return np.array(
+        [cka_matrix([X, Y[rng.permutation(len(Y))]], debiased=debiased)[0, 1] for _ in range(n_permutations)]
+    )
+
+
+def block_diagonality(M: np.ndarray) -> tuple[float, int]:
+    """Best contiguous two-block split of a square layer-by-layer similarity matrix M (L x L, L >= 3).
+
+    score = max over k in 1..L-1 of mean{M_ij : i != j in the same block} - mean{M_ij : i, j in different blocks},
+    blocks [0, k) and [k, L); returns (score, k), the smallest k on ties.
+
+    The within-block mean pools both blocks' off-diagonal entries (a one-layer block adds none).
+    Any similarity that decays with layer distance scores above 0, so compare scores (e.g. before vs
+    after fine-tuning) rather than reading one against 0; a matrix with equal off-diagonal entries scores 0.
+    """
+    M = np.asarray(M, dtype=np.float64)
+    if M.ndim != 2 or M.shape[0] != M.shape[1] or M.shape[0] < 3:
+        raise ValueError(f"block_diagonality needs a square matrix of at least 3 x 3, got shape {M.shape}.")
+    if not np.isfinite(M).all():
+        raise ValueError("The similarity matrix must contain only finite values.")
+    n_layers = M.shape[0]
+    off_diagonal = ~np.eye(n_layers, dtype=bool)
+    scores = []
+    for k in range(1, n_layers):
+        first = np.arange(n_layers) < k
+        same = first[:, None] == first[None, :]
+        scores.append(M[same & off_diagonal].mean() - M[~same].mean())
+    best = int(np.argmax(scores))
+    return float(scores[best]), best + 1
+
+
+def _cosine_similarities(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    norms = np.linalg.norm(X, axis=1)
+    if not (norms > 0).all():
+        raise ValueError("Cosine similarity is undefined for an all-zero row.")
+    unit = X / norms[:, None]
+    return unit @ unit.T
+
+
+def rsa(X: np.ndarray, Y: np.ndarray, method: str = "spearman") -> float:
+    """Representational similarity analysis: correlation of the rows' cosine-similarity matrices of X and Y.
+
+    RSA = corr(triu(S_X), triu(S_Y)), S_X[i, j] = x_i.x_j / (||x_i|| ||x_j||), triu = strict upper triangle,
+    corr = Pearson or Spearman.
+
+    Equal to the same correlation of cosine-distance (1 - S) RDMs; needs n >= 3 rows, none all-zero.
+    """
+    if method not in _CORRELATIONS:
+        raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}.")
+    X, Y = _checked([X, Y], min_rows=3)
+    upper = np.triu_indices(X.shape[0], k=1)
+    return float(_CORRELATIONS[method](_cosine_similarities(X)[upper], _cosine_similarities(Y)[upper]).statistic)

@@ -1,0 +1,229 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from ckatorch.core import cka_base
+from rsatoolbox.data import Dataset
+from rsatoolbox.rdm import calc_rdm, compare
+from torch.utils.data import DataLoader, TensorDataset
+from torch_cka import CKA
+
+from repshift import similarity
+from repshift.similarity import (
+    block_diagonality,
+    cka_between,
+    cka_matrix,
+    cka_permutation_baseline,
+    debiased_cka,
+    linear_cka,
+    rsa,
+)
+
+FORMS = ["feature", "gram"]
+
+
+def related(n, d1, d2, noise, seed):
+    """X (n x d1) and Y = X A + noise (n x d2): a random linear map of X plus Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d1)) * rng.exponential(size=d1) + rng.normal(size=d1)
+    return X, X @ rng.normal(size=(d1, d2)) + noise * rng.normal(size=(n, d2))
+
+
+def cka(debiased):
+    return debiased_cka if debiased else linear_cka
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize("shape", [(60, 8), (12, 40)])
+def test_invariances_and_self_similarity(debiased, shape):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=shape)
+    Y = rng.normal(size=shape)
+    Q, _ = np.linalg.qr(rng.normal(size=(shape[1], shape[1])))
+    measure = cka(debiased)
+    assert measure(X, X) == pytest.approx(1, abs=1e-12)
+    assert measure(X, X @ Q) == pytest.approx(1, abs=1e-12)
+    assert measure(X, 1e-3 * X + 5.0) == pytest.approx(1, abs=1e-12)
+    assert abs(measure(X, Y)) < 0.9
+    assert measure(7.0 * X, 0.01 * Y) == pytest.approx(measure(X, Y), abs=1e-12)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize("shape", [(50, 7, 11), (9, 30, 14)])
+def test_feature_and_gram_forms_agree(debiased, shape):
+    X, Y = related(*shape, noise=3.0, seed=1)
+    feature = cka(debiased)(X, Y, form="feature")
+    assert 0.05 < abs(feature) < 0.99
+    assert cka(debiased)(X, Y, form="gram") == pytest.approx(feature, rel=1e-10)
+
+
+def test_biased_cka_is_inflated_by_many_features_and_debiased_is_not():
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(40, 4000)), rng.normal(size=(40, 4000))
+    assert linear_cka(X, Y) > 0.5
+    assert abs(debiased_cka(X, Y)) < 0.1
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize("shape", [(80, 10, 6), (15, 40, 25)])
+def test_agrees_with_ckatorch(debiased, shape):
+    X, Y = related(*shape, noise=2.0, seed=3)
+    reference = cka_base(torch.from_numpy(X), torch.from_numpy(Y), kernel="linear", unbiased=debiased).item()
+    assert cka(debiased)(X, Y) == pytest.approx(reference, rel=1e-6)
+
+
+def test_debiased_agrees_with_torch_cka_on_one_full_batch():
+    """torch-cka is minibatch CKA (Nguyen et al. 2021): with a single batch of all n rows it is debiased CKA."""
+    X, Y = related(50, 12, 9, noise=2.0, seed=4)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        reference = CKA(torch.nn.Sequential(torch.nn.Identity()), torch.nn.Sequential(torch.nn.Identity()),
+                        model1_name="a", model2_name="b", model1_layers=["0"], model2_layers=["0"])
+        reference.compare(DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=len(X)),
+                          DataLoader(TensorDataset(torch.from_numpy(Y)), batch_size=len(Y)))
+    finally:
+        torch.set_default_dtype(default_dtype)
+    assert debiased_cka(X, Y) == pytest.approx(reference.hsic_matrix[0, 0].item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize("form", FORMS)
+def test_cka_matrix_equals_pairwise_cka(debiased, form, monkeypatch):
+    monkeypatch.setattr(similarity, "_CHUNK_VALUES", 200)
+    rng = np.random.default_rng(5)
+    layers = [rng.normal(size=(30, 5))]
+    for width in (7, 3, 12):
+        mixed = np.tanh(layers[-1] @ rng.normal(size=(layers[-1].shape[1], width)))
+        layers.append(mixed + 0.3 * rng.normal(size=(30, width)))
+    matrix = cka_matrix(layers, debiased=debiased, form=form)
+    pairwise = np.array([[cka(debiased)(a, b, form="gram") for b in layers] for a in layers])
+    np.testing.assert_allclose(matrix, pairwise, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(matrix, matrix.T)
+    assert matrix[0, 3] < 0.9
+
+
+def test_cka_matrix_takes_a_stacked_array():
+    rng = np.random.default_rng(6)
+    stacked = rng.normal(size=(4, 25, 6)).cumsum(axis=0)
+    np.testing.assert_allclose(cka_matrix(stacked), cka_matrix(list(stacked)), atol=1e-12)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_cka_between_compares_layer_l_with_layer_l(debiased):
+    rng = np.random.default_rng(7)
+    base = [rng.normal(size=(40, 6)) for _ in range(3)]
+    tuned = [layer @ rng.normal(size=(6, 6)) + k * rng.normal(size=(40, 6)) for k, layer in enumerate(base)]
+    values = cka_between(base, tuned, debiased=debiased)
+    np.testing.assert_allclose(values, [cka(debiased)(a, b) for a, b in zip(base, tuned)], atol=1e-12)
+    assert values[0] > values[2]
+    with pytest.raises(ValueError, match="same number of layers"):
+        cka_between(base, tuned[:2])
+
+
+def test_permutation_baseline_is_near_zero_for_unrelated_data_and_far_below_related_data():
+    rng = np.random.default_rng(8)
+    X, Y = rng.normal(size=(200, 20)), rng.normal(size=(200, 20))
+    null = cka_permutation_baseline(X, Y, n_permutations=30, debiased=True)
+    assert null.shape == (30,)
+    assert abs(null.mean()) < 0.02 and np.abs(null).max() < 0.1
+    X, Y = related(200, 20, 15, noise=1.0, seed=9)
+    null = cka_permutation_baseline(X, Y, n_permutations=30)
+    assert linear_cka(X, Y) > 0.8
+    assert null.max() < 0.3 * linear_cka(X, Y)
+    np.testing.assert_array_equal(null, cka_permutation_baseline(X, Y, n_permutations=30))
+    assert not np.array_equal(null, cka_permutation_baseline(X, Y, n_permutations=30, seed=1))
+
+
+def test_block_diagonality_finds_a_planted_split():
+    rng = np.random.default_rng(10)
+    first = np.arange(12) < 5
+    M = np.where(first[:, None] == first[None, :], 0.9, 0.3) + 0.05 * rng.normal(size=(12, 12))
+    M = (M + M.T) / 2
+    np.fill_diagonal(M, 1.0)
+    score, split = block_diagonality(M)
+    assert split == 5
+    assert score == pytest.approx(0.6, abs=0.05)
+
+
+def test_block_diagonality_scores_a_uniform_matrix_zero():
+    M = np.full((9, 9), 0.7)
+    np.fill_diagonal(M, 1.0)
+    assert block_diagonality(M)[0] == pytest.approx(0, abs=1e-12)
+    noise = np.random.default_rng(11).normal(scale=0.01, size=(9, 9))
+    assert abs(block_diagonality(M + (noise + noise.T) / 2)[0]) < 0.02
+
+
+@pytest.mark.parametrize("method, rsatoolbox_method", [("pearson", "corr"), ("spearman", "spearman")])
+def test_rsa_agrees_with_rsatoolbox(method, rsatoolbox_method):
+    """rsatoolbox has no cosine RDM; its 'correlation' RDM is 1 - Pearson r of the rows after removing each row's
+    mean. The rows of [X, -X] have mean 0, so calc_rdm(Dataset([X, -X]), method='correlation') is exactly
+    1 - cosine(x_i, x_j). Pearson and Spearman correlations of 1 - S equal those of S, so
+    compare(method='corr' / 'spearman') of these RDMs is rsa(method='pearson' / 'spearman').
+    """
+    X, Y = related(40, 10, 8, noise=2.0, seed=12)
+    rdm_x, rdm_y = (calc_rdm(Dataset(np.hstack([A, -A])), method="correlation") for A in (X, Y))
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    np.testing.assert_allclose(rdm_x.get_matrices()[0], 1 - unit @ unit.T, atol=1e-12)
+    reference = compare(rdm_x, rdm_y, method=rsatoolbox_method)[0, 0]
+    assert 0.1 < reference < 0.99
+    assert rsa(X, Y, method=method) == pytest.approx(reference, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_rsa_is_one_for_a_scaled_copy_and_ignores_row_norms(method):
+    X, Y = related(30, 6, 6, noise=1.0, seed=13)
+    assert rsa(X, 3 * X, method=method) == pytest.approx(1, abs=1e-12)
+    row_scales = np.random.default_rng(14).uniform(0.1, 10, size=(30, 1))
+    assert rsa(X, row_scales * Y, method=method) == pytest.approx(rsa(X, Y, method=method), abs=1e-12)
+    assert rsa(X, Y, method=method) < 0.99
+
+
+def test_constant_representation_gives_nan_without_warning():
+    X = np.random.default_rng(15).normal(size=(20, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(linear_cka(X, np.ones((20, 3))))
+        assert np.isnan(debiased_cka(X, np.ones((20, 3))))
+
+
+MEASURES = [
+    linear_cka,
+    debiased_cka,
+    rsa,
+    lambda X, Y: cka_matrix([X, Y]),
+    lambda X, Y: cka_between([X], [Y]),
+    lambda X, Y: cka_permutation_baseline(X, Y, n_permutations=2),
+]
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize(
+    "X, Y, message",
+    [
+        (np.ones((10, 3)), np.ones((11, 3)), "same number of rows"),
+        (np.ones((1, 3)), np.ones((1, 3)), "at least"),
+        (np.ones((10, 3)), np.ones(10), "2-D"),
+        (np.ones((10, 3)), np.full((10, 3), np.nan), "finite"),
+    ],
+)
+def test_bad_input_raises(measure, X, Y, message):
+    with pytest.raises(ValueError, match=message):
+        measure(X, Y)
+
+
+def test_measure_specific_bad_input_raises():
+    X = np.random.default_rng(16).normal(size=(3, 4))
+    with pytest.raises(ValueError, match="at least 4 rows"):
+        debiased_cka(X, X)
+    with pytest.raises(ValueError, match="all-zero row"):
+        rsa(X, np.vstack([X[:2], np.zeros(4)]))
+    with pytest.raises(ValueError, match="method"):
+        rsa(X, X, method="kendall")
+    with pytest.raises(ValueError, match="form"):
+        linear_cka(X, X, form="dual")
+    with pytest.raises(ValueError, match="square"):
+        block_diagonality(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="finite"):
+        block_diagonality(np.full((3, 3), np.nan))
