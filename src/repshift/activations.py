@@ -1,0 +1,200 @@
+"""Activation extraction to HDF5, the file format, and its reader."""
+
+import json
+import queue
+import threading
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import UserError
+from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device
+from .provenance import atomic_path
+
+FORMAT_VERSION = 1
+CHUNK_ROWS = 2048
+
+
+def tokenize_probe(tokenizer, words: list[list[str]], max_length: int):
+    """Tokenize pre-split sentences; return input ids and word index per piece (-1 for special tokens)."""
+    encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+    ids = encoded["input_ids"]
+    word_index = [[-1 if w is None else w for w in encoded.word_ids(i)] for i in range(len(words))]
+    truncated = sum(max(word_index[i]) + 1 < len(sentence) for i, sentence in enumerate(words))
+    return ids, word_index, truncated
+
+
+def length_batches(lengths: np.ndarray, max_tokens: int):
+    """Sentence indices sorted by length, grouped so each padded batch holds at most max_tokens."""
+    order = np.argsort(lengths, kind="stable")
+    batch, longest = [], 0
+    for i in order:
+        longest_if_added = max(longest, lengths[i])
+        if batch and longest_if_added * (len(batch) + 1) > max_tokens:
+            yield batch
+            batch, longest_if_added = [], lengths[i]
+        batch.append(i)
+        longest = longest_if_added
+    if batch:
+        yield batch
+
+
+class _Writer(threading.Thread):
+    """Writes batches to the HDF5 datasets in a background thread, overlapping the forward passes."""
+
+    def __init__(self, handle):
+        super().__init__(daemon=True)
+        self.handle, self.jobs, self.error = handle, queue.Queue(maxsize=4), None
+
+    def run(self):
+        while (job := self.jobs.get()) is not None:
+            if self.error is None:
+                try:
+                    for name, start, values in job:
+                        self.handle[name][:, start : start + values.shape[1]] = values
+                except Exception as exc:
+                    self.error = exc
+
+    def put(self, job):
+        if self.error is not None:
+            raise self.error
+        self.jobs.put(job)
+
+    def close(self):
+        self.jobs.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _create(handle, name, shape, dtype):
+    chunks = (1, min(CHUNK_ROWS, shape[1]), shape[2]) if len(shape) == 3 else None
+    return handle.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
+                                 compression="lzf" if chunks else None)
+
+
+def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, provenance: dict):
+    """Run the encoder over a probe set; store every hidden layer's token, [CLS] and mean vectors."""
+    import torch
+    from tqdm import tqdm
+
+    probe = json.loads(Path(probe_file).read_text())
+    resolved = resolve_model(model_spec["id"], model_spec.get("revision"))
+    device = select_device(threads)
+    tokenizer = load_tokenizer(resolved.path)
+    model = load_encoder(resolved.path, model_spec.get("trust_remote_code", False)).to(device).eval()
+    ids, word_index, truncated = tokenize_probe(tokenizer, probe["words"], settings["max_length"])
+    lengths = np.array([len(x) for x in ids])
+    batches = list(length_batches(lengths, settings["batch_tokens"]))
+    order = np.concatenate(batches)
+    n_layers, hidden = model.config.num_hidden_layers + 1, model.config.hidden_size
+    n_tokens, n_sent = int(lengths.sum()), len(ids)
+    tag_index = {t: i for i, t in enumerate(probe["tag_names"])}
+
+    pieces = np.concatenate([ids[i] for i in order])
+    words_of = np.concatenate([word_index[i] for i in order])
+    tags = probe["tags"]
+    pos = np.array([tag_index[tags[s][w]] if tags and w >= 0 else -1
+                    for s in order for w in word_index[s]], dtype=np.int16)
+    print(f"{n_sent} sentences, {n_tokens} tokens, {truncated} truncated at {settings['max_length']} pieces, "
+          f"{len(batches)} batches", flush=True)
+
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as handle:
+        token_states = _create(handle, "tokens/hidden", (n_layers, n_tokens, hidden), "float32")
+        for kind in ("cls", "mean"):
+            _create(handle, f"sentences/{kind}", (n_layers, n_sent, hidden), "float32")
+        handle["tokens/sentence_id"] = np.repeat(order, lengths[order]).astype(np.int32)
+        handle["tokens/word_index"] = words_of.astype(np.int32)
+        handle["tokens/piece_id"] = pieces.astype(np.int32)
+        handle["tokens/special"] = words_of < 0
+        handle["tokens/pos_tag"] = pos
+        handle["sentences/sentence_id"] = order.astype(np.int32)
+        labels = probe["labels"]
+        handle["sentences/label"] = np.array([labels[i] if labels else -1 for i in order], dtype=np.int32)
+        handle["sentences/n_tokens"] = lengths[order].astype(np.int32)
+        handle.attrs.update({
+            "format_version": FORMAT_VERSION,
+            "provenance": json.dumps({**provenance, "model_id": resolved.model_id,
+                                      "model_revision": resolved.revision, "weights_sha256": resolved.weights_sha256,
+                                      "n_layers": n_layers, "hidden_size": hidden, "dtype": "float32",
+                                      "truncated_sentences": int(truncated), "settings": settings},
+                                     sort_keys=True),
+            "tag_names": json.dumps(probe["tag_names"]),
+            "label_names": json.dumps(probe["label_names"]),
+            "complete": False,
+        })
+        writer = _Writer(handle)
+        writer.start()
+        token_at = sentence_at = 0
+        try:
+            with torch.inference_mode(), autocast(device), tqdm(total=n_tokens, unit="tok", mininterval=5) as bar:
+                for batch in batches:
+                    width = int(lengths[batch].max())
+                    input_ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0, dtype=torch.long)
+                    mask = torch.zeros((len(batch), width), dtype=torch.long)
+                    content = torch.zeros((len(batch), width), dtype=torch.bool)
+                    for row, i in enumerate(batch):
+                        input_ids[row, : lengths[i]] = torch.as_tensor(ids[i])
+                        mask[row, : lengths[i]] = 1
+                        content[row, : lengths[i]] = torch.as_tensor(word_index[i]) >= 0
+                    out_states = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                                       output_hidden_states=True).hidden_states
+                    states = torch.stack(out_states).float()
+                    keep = mask.bool().to(device)
+                    weights = content.to(device).unsqueeze(-1).float()
+                    mean = (states * weights).sum(2) / weights.sum(1).clamp(min=1)
+                    n_batch_tokens = int(keep.sum())
+                    writer.put([
+                        ("tokens/hidden", token_at, states[:, keep].cpu().numpy()),
+                        ("sentences/cls", sentence_at, states[:, :, 0].cpu().numpy()),
+                        ("sentences/mean", sentence_at, mean.cpu().numpy()),
+                    ])
+                    token_at += n_batch_tokens
+                    sentence_at += len(batch)
+                    bar.update(n_batch_tokens)
+        finally:
+            writer.close()
+        if not all(np.isfinite(handle["sentences/mean"][-1]).all(axis=1)):
+            raise UserError(f"{out}: non-finite activations in the top layer; the model "
+                            f"{resolved.model_id} diverged: check its fine-tuning log")
+        handle.attrs["complete"] = True
+
+
+class Activations:
+    """Read access to one extraction file: layer matrices, token and sentence metadata, provenance."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            self._h = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise UserError(f"{self.path}: not a readable HDF5 file ({exc}); delete it and rerun the "
+                            "extract rule that makes it") from None
+        if self._h.attrs.get("format_version") != FORMAT_VERSION or not self._h.attrs.get("complete"):
+            raise UserError(f"{self.path}: incomplete or unknown format; delete it and rerun the extract rule")
+        self.provenance = json.loads(self._h.attrs["provenance"])
+        self.tag_names = json.loads(self._h.attrs["tag_names"])
+        self.label_names = json.loads(self._h.attrs["label_names"])
+        self.n_layers = self._h["tokens/hidden"].shape[0]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._h.close()
+
+    def token_meta(self, name: str) -> np.ndarray:
+        return self._h[f"tokens/{name}"][:]
+
+    def sentence_meta(self, name: str) -> np.ndarray:
+        return self._h[f"sentences/{name}"][:]
+
+    def tokens(self, layer: int, index: np.ndarray | None = None) -> np.ndarray:
+        """Layer `layer`'s token matrix (n_tokens x d), optionally only the rows in `index`."""
+        values = self._h["tokens/hidden"][layer]
+        return values if index is None else values[index]
+
+    def sentences(self, layer: int, kind: str = "cls") -> np.ndarray:
+        """Layer `layer`'s sentence matrix: [CLS] vectors (`cls`) or mean of word pieces (`mean`)."""
+        return self._h[f"sentences/{kind}"][layer]

@@ -1,0 +1,63 @@
+"""Entry points called by the workflow's rules: `python -m repshift <step> ...`."""
+
+import argparse
+import json
+import sys
+
+from .errors import UserError
+
+
+def _steps():
+    from . import activations, data, figures, finetune, metrics
+
+    return {
+        "fetch-corpora": lambda a: data.fetch_pattern(a.files, a.dest, **a.settings),
+        "prepare-task": lambda a: data.prepare_task(
+            a.source, a.corpora, a.out, provenance=a.provenance, **a.settings),
+        "prepare-probe": lambda a: data.prepare_probe(
+            a.out, a.provenance, task_file=a.task, source=a.source, corpora_dir=a.corpora, **a.settings),
+        "finetune": lambda a: finetune.finetune(a.model, a.task, a.out, a.seed, a.settings, a.threads, a.provenance),
+        "extract": lambda a: activations.extract(a.model, a.probe, a.out, a.settings, a.threads, a.provenance),
+        "metrics": lambda a: metrics.layer_metrics(a.activations[0], a.out, a.settings, a.provenance),
+        "compare": lambda a: metrics.compare_metrics(*a.activations, a.out, a.settings, a.provenance),
+        "figure-isotropy": lambda a: figures.isotropy_figure(a.tables, a.png, a.pdf, a.title),
+        "figure-cka": lambda a: figures.cka_figure(a.tables, a.comparisons, a.png, a.pdf, a.title),
+        "table": lambda a: metrics.write_csv(figures.read_tables(a.tables), a.out),
+    }
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="repshift", description=__doc__)
+    p.add_argument("step")
+    p.add_argument("--out")
+    p.add_argument("--dest")
+    p.add_argument("--files", nargs="*", default=[])
+    p.add_argument("--corpora")
+    p.add_argument("--task")
+    p.add_argument("--probe")
+    p.add_argument("--activations", nargs="*", default=[])
+    p.add_argument("--tables", nargs="*", default=[])
+    p.add_argument("--comparisons", nargs="*", default=[])
+    p.add_argument("--png")
+    p.add_argument("--pdf")
+    p.add_argument("--title", default="")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    for name in ("model", "source", "settings", "provenance"):
+        p.add_argument(f"--{name}", type=json.loads, default={} if name in ("settings", "provenance") else None,
+                       help="JSON")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    steps = _steps()
+    if args.step not in steps:
+        print(f"repshift: error: unknown step {args.step!r}; steps: {', '.join(steps)}", file=sys.stderr)
+        return 2
+    try:
+        steps[args.step](args)
+    except UserError as exc:
+        print(f"repshift: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,265 @@
+"""Corpora: fetching the pinned Debian corpus package, loading task and probe sources, seeded splits."""
+
+import csv
+import io
+import json
+import lzma
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .provenance import atomic_path, file_sha256, write_json
+
+PATTERN_PACKAGE = "python3-pattern"
+PATTERN_CORPORA = "usr/share/doc/python3-pattern/test/corpora/"
+PATTERN_POOL = "pool/main/p/python-pattern/"
+
+
+@dataclass
+class Corpus:
+    """Sentences as word lists, with a label per sentence and/or a tag per word."""
+
+    words: list[list[str]]
+    labels: list[str] | None = None
+    tags: list[list[str]] | None = None
+
+
+def _deb_members(deb: Path):
+    """Yield (name, bytes) of the ar archive that a .deb is."""
+    with open(deb, "rb") as handle:
+        if handle.read(8) != b"!<arch>\n":
+            raise UserError(f"{deb}: not a Debian package (no ar header)")
+        while header := handle.read(60):
+            name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58])
+            yield name, handle.read(size)
+            handle.read(size % 2)
+
+
+def extract_deb_files(deb: Path, wanted: dict[str, Path]) -> None:
+    """Copy the data-archive members named in `wanted` (member path -> destination) out of a .deb."""
+    data = next((blob for name, blob in _deb_members(deb) if name.startswith("data.tar")), None)
+    if data is None:
+        raise UserError(f"{deb}: no data.tar member")
+    if data[:6] == b"\xfd7zXZ\x00":
+        data = lzma.decompress(data)
+    remaining = dict(wanted)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar:
+            target = remaining.pop(member.name.removeprefix("./"), None)
+            if target is not None:
+                with atomic_path(target) as tmp:
+                    tmp.write_bytes(tar.extractfile(member).read())
+    if remaining:
+        raise UserError(f"{deb}: missing {', '.join(sorted(remaining))}")
+
+
+def _download_deb(version: str, workdir: Path, mirror: str | None) -> Path:
+    if shutil.which("apt-get"):
+        result = subprocess.run(
+            ["apt-get", "download", f"{PATTERN_PACKAGE}={version}"],
+            cwd=workdir, capture_output=True, text=True,
+        )
+        debs = list(workdir.glob("*.deb"))
+        if result.returncode == 0 and debs:
+            return debs[0]
+        if not mirror:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(
+                f"apt-get download {PATTERN_PACKAGE}={version} failed ({last}); run 'apt-get update', "
+                "or set config key pattern.mirror to a Debian mirror URL, or pattern.deb to a downloaded .deb"
+            )
+    if not mirror:
+        raise UserError(
+            "apt-get is not available: set config key pattern.mirror to a Debian mirror URL, "
+            f"or pattern.deb to a downloaded {PATTERN_PACKAGE}_{version}_all.deb"
+        )
+    url = f"{mirror.rstrip('/')}/{PATTERN_POOL}{PATTERN_PACKAGE}_{version}_all.deb"
+    target = workdir / Path(url).name
+    try:
+        urllib.request.urlretrieve(url, target)
+    except OSError as exc:
+        raise UserError(f"cannot download {url} (config key pattern.mirror): {exc}") from None
+    return target
+
+
+def fetch_pattern(files: list[str], dest_dir, version: str, sha256: str, mirror=None, deb=None) -> None:
+    """Fetch the pinned python3-pattern .deb, check its sha256, and extract the named corpus files."""
+    with tempfile.TemporaryDirectory() as workdir:
+        path = Path(deb) if deb else _download_deb(version, Path(workdir), mirror)
+        if not path.is_file():
+            raise UserError(f"{path}: no such file (config key pattern.deb)")
+        actual = file_sha256(path)
+        if actual != sha256:
+            raise UserError(
+                f"{path}: sha256 {actual} does not match pattern.sha256 {sha256}; "
+                "the corpus package changed or is corrupt: refusing to use it"
+            )
+        extract_deb_files(path, {PATTERN_CORPORA + name: Path(dest_dir) / name for name in files})
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise UserError(f"{path}: data file not found")
+    return path
+
+
+def read_tagged(path) -> Corpus:
+    """One sentence a line, tokens `word/TAG` split on the last slash."""
+    words, tags = [], []
+    with open(_require(Path(path)), encoding="utf-8") as handle:
+        for row, line in enumerate(handle, 1):
+            pairs = [token.rpartition("/") for token in line.split()]
+            if not pairs:
+                continue
+            if any(not word or not tag for word, _, tag in pairs):
+                raise UserError(f"{path}:{row}: a token is not of the form word/TAG")
+            words.append([word for word, _, _ in pairs])
+            tags.append([tag for _, _, tag in pairs])
+    return Corpus(words=words, tags=tags)
+
+
+def _labeled(path, rows) -> Corpus:
+    words, labels = [], []
+    for row, (text, label) in rows:
+        if text is None or not str(text).strip():
+            raise UserError(f"{path}:{row}: empty text")
+        if label is None or str(label).strip() == "":
+            raise UserError(f"{path}:{row}: empty label")
+        words.append(str(text).split())
+        labels.append(str(label).strip())
+    if not words:
+        raise UserError(f"{path}: no examples")
+    return Corpus(words=words, labels=labels)
+
+
+def read_pattern_csv(path) -> Corpus:
+    """Pattern's corpora: no header, rows (label, text), UTF-8 with a byte-order mark."""
+    with open(_require(Path(path)), encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    for row, fields in enumerate(rows, 1):
+        if len(fields) != 2:
+            raise UserError(f"{path}:{row}: expected 2 columns (label, text), found {len(fields)}")
+    return _labeled(path, ((row, (f[1], f[0])) for row, f in enumerate(rows, 1)))
+
+
+def read_table(path, text_column: str, label_column: str) -> Corpus:
+    """Local CSV (header row) or JSON-lines file with named text and label columns."""
+    path = _require(Path(path))
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as handle:
+            records = [(row, json.loads(line)) for row, line in enumerate(handle, 1) if line.strip()]
+    else:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            records = list(enumerate(csv.DictReader(handle), 2))
+    for row, record in records:
+        missing = {text_column, label_column} - set(record)
+        if missing:
+            raise UserError(f"{path}:{row}: no column {', '.join(sorted(missing))}")
+    return _labeled(path, ((row, (r[text_column], r[label_column])) for row, r in records))
+
+
+def _from_dataset(dataset, text_column, label_column, where: str) -> Corpus:
+    missing = {text_column, label_column} - set(dataset.column_names)
+    if missing:
+        raise UserError(f"{where}: no column {', '.join(sorted(missing))} (has {', '.join(dataset.column_names)})")
+    names = getattr(dataset.features[label_column], "names", None)
+    labels = [names[v] if names else v for v in dataset[label_column]]
+    return _labeled(where, enumerate(zip(dataset[text_column], labels), 1))
+
+
+def load_source(source: dict, corpora_dir) -> Corpus:
+    """Load a configured source: pattern corpus file, local file/directory, or hub dataset."""
+    kind = source["kind"]
+    if kind == "pattern":
+        path = Path(corpora_dir) / source["file"]
+        return read_tagged(path) if path.suffix == ".txt" else read_pattern_csv(path)
+    text_column, label_column = source.get("text_column", "text"), source.get("label_column", "label")
+    if kind == "local":
+        path = _require(Path(source["path"]))
+        if path.is_dir():
+            import datasets
+
+            loaded = datasets.load_from_disk(str(path))
+            split = source.get("split", "train")
+            if isinstance(loaded, datasets.DatasetDict):
+                if split not in loaded:
+                    raise UserError(f"{path}: no split {split!r} (has {', '.join(loaded)})")
+                loaded = loaded[split]
+            return _from_dataset(loaded, text_column, label_column, str(path))
+        if path.suffix == ".txt":
+            return read_tagged(path)
+        return read_table(path, text_column, label_column)
+    return _load_hub(source, text_column, label_column)
+
+
+def _load_hub(source: dict, text_column: str, label_column: str) -> Corpus:
+    import datasets
+
+    name, subset, split = source["name"], source.get("subset"), source.get("split", "train")
+    where = f"hub dataset {name}" + (f"/{subset}" if subset else "") + f" split {split}"
+    try:
+        dataset = datasets.load_dataset(name, subset, split=split, revision=source.get("revision"))
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{where} is not available ({reason}); on a machine without the hub, save it with "
+            "save_to_disk and use a source of kind 'local'"
+        ) from None
+    return _from_dataset(dataset, text_column, label_column, where)
+
+
+def sample_indices(n: int, size: int | None, seed: int) -> np.ndarray:
+    """Sorted seeded sample of `size` of range(n) (all of it when size is None or >= n)."""
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def prepare_task(source: dict, corpora_dir, out, dev_size: int, max_train: int | None, seed: int, provenance: dict):
+    """Seeded train/dev split of a labeled source, stored once and shared by every model."""
+    corpus = load_source(source, corpora_dir)
+    if corpus.labels is None:
+        raise UserError(f"task source {source}: has no sentence labels")
+    order = np.random.default_rng(seed).permutation(len(corpus.words))
+    if dev_size >= len(order):
+        raise UserError(f"split.dev_size {dev_size} is not smaller than the {len(order)} examples of {source}")
+    label_names = sorted(set(corpus.labels))
+    if len(label_names) < 2:
+        raise UserError(f"task source {source}: only one label ({label_names[0]})")
+    index = {name: i for i, name in enumerate(label_names)}
+
+    def part(ids):
+        return {"text": [" ".join(corpus.words[i]) for i in ids], "label": [index[corpus.labels[i]] for i in ids]}
+
+    train_ids = order[dev_size:] if max_train is None else order[dev_size : dev_size + max_train]
+    write_json(out, {"provenance": provenance, "label_names": label_names,
+                     "dev": part(order[:dev_size]), "train": part(train_ids)})
+
+
+def prepare_probe(out, provenance: dict, max_sentences: int | None, seed: int, task_file=None,
+                  source=None, corpora_dir=None):
+    """A fixed probing set: a task's dev sentences (labels) or a configured corpus (tags and/or labels)."""
+    if task_file is not None:
+        task = json.loads(Path(task_file).read_text())
+        corpus = Corpus(words=[t.split() for t in task["dev"]["text"]],
+                        labels=[task["label_names"][y] for y in task["dev"]["label"]])
+    else:
+        corpus = load_source(source, corpora_dir)
+    keep = sample_indices(len(corpus.words), max_sentences, seed)
+    tag_names = sorted({t for i in keep for t in corpus.tags[i]}) if corpus.tags else []
+    label_names = sorted({corpus.labels[i] for i in keep}) if corpus.labels else []
+    write_json(out, {
+        "provenance": provenance,
+        "words": [corpus.words[i] for i in keep],
+        "tags": [corpus.tags[i] for i in keep] if corpus.tags else None,
+        "labels": [label_names.index(corpus.labels[i]) for i in keep] if corpus.labels else None,
+        "tag_names": tag_names,
+        "label_names": label_names,
+    })

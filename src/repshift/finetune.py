@@ -1,0 +1,126 @@
+"""Fine-tuning an encoder with a classification head on a prepared task split."""
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device
+from .provenance import write_json
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def encoder_layers(model):
+    """The embedding module and the list of transformer blocks of a BERT-like encoder."""
+    base = model.base_model
+    blocks = getattr(getattr(base, "encoder", None), "layer", None)
+    if blocks is None or not hasattr(base, "embeddings"):
+        raise UserError(f"{type(base).__name__}: freezing layers needs a BERT-like encoder (embeddings + encoder.layer)")
+    return base.embeddings, blocks
+
+
+def freeze_bottom(model, k: int) -> None:
+    """Freeze the embeddings and the bottom k transformer blocks (k = 0 freezes nothing)."""
+    if k == 0:
+        return
+    embeddings, blocks = encoder_layers(model)
+    if k > len(blocks):
+        raise UserError(f"freeze_layers {k} exceeds the model's {len(blocks)} layers")
+    for module in [embeddings, *blocks[:k]]:
+        module.requires_grad_(False)
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator | None):
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def evaluate(model, tokenizer, texts, labels, settings, device) -> float:
+    import torch
+
+    model.eval()
+    correct = 0
+    with torch.inference_mode(), autocast(device):
+        for ids in batches(len(texts), settings["eval_batch_size"], None):
+            enc = tokenizer([texts[i] for i in ids], padding=True, truncation=True,
+                            max_length=settings["max_length"], return_tensors="pt").to(device)
+            predictions = model(**enc).logits.argmax(-1).cpu().numpy()
+            correct += int((predictions == np.asarray(labels)[ids]).sum())
+    model.train()
+    return correct / len(texts)
+
+
+def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, threads: int, provenance: dict):
+    """Fine-tune `model_spec` on the task in `task_file`; write weights, tokenizer and train_metrics.json."""
+    import torch
+    from tqdm import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    task = json.loads(Path(task_file).read_text())
+    resolved = resolve_model(model_spec["id"], model_spec.get("revision"))
+    seed_everything(seed)
+    device = select_device(threads)
+    tokenizer = load_tokenizer(resolved.path)
+    model = load_encoder(resolved.path, model_spec.get("trust_remote_code", False), len(task["label_names"]))
+    model.config.id2label = dict(enumerate(task["label_names"]))
+    model.config.label2id = {name: i for i, name in enumerate(task["label_names"])}
+    freeze_bottom(model, settings["freeze_layers"])
+    model.to(device).train()
+
+    train_x, train_y = task["train"]["text"], np.asarray(task["train"]["label"])
+    rng = np.random.default_rng(seed)
+    steps = settings["epochs"] * len(batches(len(train_x), settings["batch_size"], None))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings["learning_rate"], weight_decay=settings["weight_decay"])
+    schedule = get_linear_schedule_with_warmup(optimizer, int(settings["warmup_ratio"] * steps), steps)
+    losses, dev_accuracy, started = [], [], time.time()
+    with tqdm(total=steps, desc=f"finetune {task['provenance']['task']} seed {seed}", mininterval=5) as bar:
+        for epoch in range(settings["epochs"]):
+            for ids in batches(len(train_x), settings["batch_size"], rng):
+                enc = tokenizer([train_x[i] for i in ids], padding=True, truncation=True,
+                                max_length=settings["max_length"], return_tensors="pt").to(device)
+                with autocast(device):
+                    loss = model(**enc, labels=torch.as_tensor(train_y[ids], device=device)).loss
+                if not torch.isfinite(loss):
+                    raise UserError(f"fine-tuning diverged: loss {loss.item()} at step {len(losses)}; "
+                                    "lower the task's finetune.learning_rate")
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(round(loss.item(), 6))
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                bar.update()
+            dev_accuracy.append(evaluate(model, tokenizer, task["dev"]["text"], task["dev"]["label"], settings, device))
+            print(f"epoch {epoch + 1}: dev accuracy {dev_accuracy[-1]:.4f}", flush=True)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / f".staging-{os.getpid()}"
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    for item in staging.iterdir():
+        os.replace(item, out_dir / item.name)
+    staging.rmdir()
+    write_json(out_dir / "train_metrics.json", {
+        "provenance": {**provenance, "model_id": resolved.model_id, "model_revision": resolved.revision,
+                       "base_weights_sha256": resolved.weights_sha256, "seed": seed, "settings": settings,
+                       "device": device.type},
+        "loss": losses,
+        "dev_accuracy": dev_accuracy,
+        "n_train": len(train_x),
+        "n_dev": len(task["dev"]["text"]),
+        "seconds": round(time.time() - started, 1),
+    })

@@ -1,0 +1,150 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+POSITIVE = ["good", "great", "fine", "lovely", "superb", "warm"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "weak", "cold"]
+NOUNS = ["film", "movie", "plot", "cast", "story", "score"]
+FILLER = ["the", "a", "this", "that", "really", "very", "was", "is", "and", "but", "it", "of"]
+TAGS = {"the": "DT", "a": "DT", "this": "DT", "that": "DT", "really": "RB", "very": "RB", "was": "VBD",
+        "is": "VBZ", "and": "CC", "but": "CC", "it": "PRP", "of": "IN", ".": "."}
+
+
+def sentences(n: int, seed: int):
+    """Deterministic tiny sentences: a sentiment word decides the label, hedges decide a second label."""
+    import random
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        label = rng.random() < 0.5
+        words = [rng.choice(["the", "this", "that"]), rng.choice(NOUNS), rng.choice(["was", "is"]),
+                 rng.choice(["really", "very", ""]), rng.choice(POSITIVE if label else NEGATIVE)]
+        words += rng.sample(FILLER, 3) + ["."]
+        yield [w for w in words if w], int(label)
+
+
+def tag(word: str) -> str:
+    if word in POSITIVE or word in NEGATIVE:
+        return "JJ"
+    return "NN" if word in NOUNS else TAGS[word]
+
+
+def make_tiny_model(path: Path) -> Path:
+    """A randomly initialised 2-layer BERT with a word-level vocabulary of the tiny corpus."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+    import torch
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."] + sorted(set(POSITIVE + NEGATIVE + NOUNS + FILLER))
+    vocab += ["##s", "##ly", "##er"]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_tiny_data(root: Path) -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    rows = list(sentences(160, seed=1))
+    with open(root / "sentiment.csv", "w") as handle:
+        handle.write("text,label\n" + "".join(f"{' '.join(w)},{'pos' if y else 'neg'}\n" for w, y in rows))
+    import json
+
+    with open(root / "length.jsonl", "w") as handle:
+        for words, _ in sentences(120, seed=2):
+            handle.write(json.dumps({"text": " ".join(words), "label": "long" if len(words) > 8 else "short"}) + "\n")
+    for name, seed, n in (("tagged.txt", 3, 60), ("ood.txt", 4, 40)):
+        lines = [" ".join(f"{w}/{tag(w)}" for w in words) for words, _ in sentences(n, seed)]
+        (root / name).write_text("\n".join(lines) + "\n")
+    return {name: root / name for name in ("sentiment.csv", "length.jsonl", "tagged.txt", "ood.txt")}
+
+
+def tiny_config(model_dir: Path, files: dict) -> dict:
+    return {
+        "models": {"tiny": {"id": str(model_dir)}},
+        "tasks": {
+            "sent": {"source": {"kind": "local", "path": str(files["sentiment.csv"])}},
+            "length": {"source": {"kind": "local", "path": str(files["length.jsonl"])}},
+        },
+        "probes": {
+            "pos": {"source": {"kind": "local", "path": str(files["tagged.txt"])}},
+            "ood": {"source": {"kind": "local", "path": str(files["ood.txt"])}, "max_sentences": 30},
+        },
+        "seeds": [0],
+        "split": {"dev_size": 30, "seed": 3},
+        "finetune": {"epochs": 1, "batch_size": 16, "max_length": 32, "learning_rate": 1.0e-3},
+        "extract": {"max_length": 32, "batch_tokens": 256},
+        "metrics": {"max_tokens": 300, "cosine_pairs": 500},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_assets")
+    return make_tiny_model(root / "model"), write_tiny_data(root / "data")
+
+
+class Project:
+    """A copy of the workflow (Snakefile, workflow/, src/) in a temp dir, with a tiny config."""
+
+    def __init__(self, root: Path, config: dict):
+        self.root = root
+        root.mkdir(parents=True)
+        for part in ("Snakefile", "workflow", "src"):
+            source = REPO / part
+            if source.is_dir():
+                shutil.copytree(source, root / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            else:
+                shutil.copy(source, root / part)
+        self.write_config(config)
+
+    def write_config(self, config: dict) -> None:
+        self.config = config
+        (self.root / "config.yaml").write_text(yaml.safe_dump(config))
+
+    def snakemake(self, *args, check=True) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "none", *args]
+        result = subprocess.run(command, cwd=self.root, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        return result
+
+    def planned_jobs(self, *args) -> list[tuple[str, str]]:
+        """(rule, wildcards) of every job a dry run would execute."""
+        out = self.snakemake("-n", *args)
+        text = out.stdout + out.stderr
+        jobs, rule = [], None
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("rule ") and stripped.endswith(":"):
+                if rule is not None:
+                    jobs.append((rule, ""))
+                rule = stripped[5:-1]
+            elif stripped.startswith("wildcards:") and rule is not None:
+                jobs.append((rule, stripped.removeprefix("wildcards:").strip()))
+                rule = None
+        if rule is not None:
+            jobs.append((rule, ""))
+        return jobs
+
+
+@pytest.fixture
+def tiny_project(tmp_path, tiny_assets):
+    """A fresh copy of the workflow with the tiny model and data, not yet run."""
+    model_dir, files = tiny_assets
+    return Project(tmp_path / "project", tiny_config(model_dir, files))

@@ -1,0 +1,107 @@
+"""End-to-end runs of the tiny workflow, and what a change reruns."""
+
+import copy
+import json
+
+import h5py
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_assets):
+    """The tiny workflow run to completion once; tests below dry-run changes against it."""
+    from conftest import Project, tiny_config
+
+    model_dir, files = tiny_assets
+    project = Project(tmp_path_factory.mktemp("finished") / "project", tiny_config(model_dir, files))
+    project.snakemake()
+    return project
+
+
+def rules(jobs):
+    return sorted(rule for rule, _ in jobs)
+
+
+def test_run_produces_figures_and_tidy_table(finished):
+    root = finished.root
+    for task in ("sent", "length"):
+        for name in ("isotropy", "cka"):
+            for ext in ("png", "pdf"):
+                assert (root / f"results/figures/tiny/{task}/{name}.{ext}").stat().st_size > 1000
+    table = pd.read_csv(root / "results/tables/metrics.csv")
+    assert set(table["variant"]) == {"base", "sent-s0", "length-s0"}
+    assert set(table["layer"]) == {0, 1, 2}
+    within = table[(table["measure"] == "linear_cka") & (table["layer"] == table["layer_b"])]
+    assert within["value"].sub(1).abs().max() < 1e-9
+    undefined = table[table["value"].isna()]
+    assert (undefined["representation"] == "cls").all(), "only the constant layer-0 [CLS] may lack a CKA"
+    assert ((undefined["layer"] == 0) | (undefined["layer_b"] == 0)).all()
+    assert table["code_version"].str.len().eq(16).all()
+
+
+def test_finetune_records_loss_and_accuracy(finished):
+    metrics = json.loads((finished.root / "results/models/tiny/sent-s0/train_metrics.json").read_text())
+    assert len(metrics["loss"]) == 9
+    assert 0 <= metrics["dev_accuracy"][-1] <= 1
+    assert metrics["provenance"]["settings"]["learning_rate"] == 1.0e-3
+    assert metrics["provenance"]["seed"] == 0
+
+
+def test_activation_file_has_all_layers_and_provenance(finished):
+    path = finished.root / "results/activations/tiny/sent-s0/pos.h5"
+    with h5py.File(path) as handle:
+        assert handle["tokens/hidden"].shape[0] == 3
+        assert handle.attrs["complete"]
+        provenance = json.loads(handle.attrs["provenance"])
+        assert provenance["variant"] == "sent-s0"
+        assert len(provenance["weights_sha256"]) == 64
+        assert (handle["tokens/pos_tag"][:] >= 0).sum() > 0
+
+
+def test_second_run_does_nothing(finished):
+    assert finished.planned_jobs() == []
+    dry = finished.snakemake("-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_task_setting_reruns_only_that_task(finished):
+    original = finished.config
+    config = copy.deepcopy(original)
+    config["tasks"]["sent"]["finetune"] = {"learning_rate": 5.0e-4}
+    finished.write_config(config)
+    try:
+        jobs = finished.planned_jobs()
+    finally:
+        finished.write_config(original)
+    assert rules(jobs) == sorted(["finetune", "all", "figures", "table"] + ["extract"] * 3 + ["metrics"] * 3
+                                 + ["compare"] * 3)
+    for rule, wildcards in jobs:
+        if rule not in ("all", "table"):
+            assert "sent" in wildcards and "length" not in wildcards, (rule, wildcards)
+
+
+def test_new_seed_runs_only_new_jobs(finished):
+    original = finished.config
+    finished.write_config(original | {"seeds": [0, 1]})
+    try:
+        jobs = finished.planned_jobs()
+    finally:
+        finished.write_config(original)
+    new = [(r, w) for r, w in jobs if r in ("finetune", "extract", "metrics", "compare")]
+    assert all("seed=1" in w or "-s1" in w for _, w in new), new
+    assert rules(jobs).count("finetune") == 2
+    assert rules(jobs).count("figures") == 2
+
+
+def test_code_edit_reruns_the_rules_that_run_it(finished):
+    module = finished.root / "src/repshift/figures.py"
+    original = module.read_text()
+    module.write_text(original + "\nEDITED = True\n")
+    try:
+        jobs = finished.planned_jobs()
+    finally:
+        module.write_text(original)
+    assert rules(jobs) == ["all", "figures", "figures", "table"]

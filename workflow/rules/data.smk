@@ -1,0 +1,75 @@
+rule fetch_corpora:
+    output:
+        [f"resources/corpora/{name}" for name in rc.pattern_files(config)],
+    params:
+        files=rc.pattern_files(config),
+        settings=as_json(config["pattern"]),
+        code=code_version("data"),
+    threads: res("fetch_corpora", "threads")
+    resources:
+        mem_mb=res("fetch_corpora", "mem_mb"),
+        runtime=res("fetch_corpora", "runtime"),
+    log:
+        "logs/fetch_corpora.log",
+    shell:
+        "{REPSHIFT} fetch-corpora --dest resources/corpora --files {params.files:q}"
+        " --settings {params.settings:q} > {log} 2>&1"
+
+
+rule prepare_task:
+    input:
+        lambda wc: source_input(TASKS[wc.task]),
+    output:
+        "results/data/tasks/{task}.json",
+    params:
+        source=lambda wc: as_json(TASKS[wc.task]["source"]),
+        settings=as_json(config["split"]),
+        provenance=lambda wc: provenance("data", task=wc.task),
+    threads: res("prepare_task", "threads")
+    resources:
+        mem_mb=res("prepare_task", "mem_mb"),
+        runtime=res("prepare_task", "runtime"),
+    log:
+        "logs/prepare_task/{task}.log",
+    shell:
+        "{REPSHIFT} prepare-task --source {params.source:q} --corpora resources/corpora --out {output:q}"
+        " --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"
+
+
+def probe_inputs(wildcards):
+    for task in TASKS:
+        if wildcards.probe == rc.dev_probe(task):
+            return {"task": f"results/data/tasks/{task}.json"}
+    return {"corpus": source_input(PROBES[wildcards.probe])}
+
+
+def probe_args(wildcards, input):
+    if "task" in input.keys():
+        return f"--task {input.task}"
+    return "--corpora resources/corpora --source " + shlex.quote(as_json(PROBES[wildcards.probe]["source"]))
+
+
+def probe_settings(wildcards):
+    entry = PROBES.get(wildcards.probe)
+    limit = entry["max_sentences"] if entry else config["extract"]["dev_sentences"]
+    return as_json({"max_sentences": limit, "seed": config["split"]["seed"]})
+
+
+rule prepare_probe:
+    input:
+        unpack(probe_inputs),
+    output:
+        "results/data/probes/{probe}.json",
+    params:
+        args=probe_args,
+        settings=probe_settings,
+        provenance=lambda wc: provenance("data", probe=wc.probe),
+    threads: res("prepare_probe", "threads")
+    resources:
+        mem_mb=res("prepare_probe", "mem_mb"),
+        runtime=res("prepare_probe", "runtime"),
+    log:
+        "logs/prepare_probe/{probe}.log",
+    shell:
+        "{REPSHIFT} prepare-probe {params.args} --out {output:q} --settings {params.settings:q}"
+        " --provenance {params.provenance:q} > {log} 2>&1"
