@@ -49,7 +49,7 @@ def make_tiny_model(path: Path) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."] + sorted(set(POSITIVE + NEGATIVE + NOUNS + FILLER))
     vocab += ["##s", "##ly", "##er"]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
@@ -89,7 +89,9 @@ def tiny_config(model_dir: Path, files: dict) -> dict:
         "split": {"dev_size": 30, "seed": 3},
         "finetune": {"epochs": 1, "batch_size": 16, "max_length": 32, "learning_rate": 1.0e-3},
         "extract": {"max_length": 32, "batch_tokens": 256},
-        "metrics": {"max_tokens": 300, "cosine_pairs": 500},
+        "metrics": {"max_tokens": 300, "cosine_pairs": 500, "directprobe_points": 40, "clusters": 3,
+                    "cluster_pcs": 2, "remove_top_pcs": 2, "rsa_tokens": 100, "permutations": 3},
+        "ablations": {"freeze_layers": [1]},
     }
 
 

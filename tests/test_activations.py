@@ -40,6 +40,7 @@ def test_matches_naive_per_sentence_forward(extracted):
     tokenizer, model = load_tokenizer(model_dir), load_encoder(model_dir).eval()
     with Activations(root / "act.h5") as act:
         assert act.n_layers == 3
+        assert len(np.unique(act.token_meta("piece_id"))) > 10, "the tokenizer maps words to distinct pieces"
         sentence_ids, token_sentence = act.sentence_meta("sentence_id"), act.token_meta("sentence_id")
         special, tags = act.token_meta("special"), act.token_meta("pos_tag")
         for layer in range(act.n_layers):

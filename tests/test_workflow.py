@@ -25,15 +25,22 @@ def rules(jobs):
     return sorted(rule for rule, _ in jobs)
 
 
+FIGURES = ("isotropy", "directprobe", "probing", "rsa", "cka")
+
+
 def test_run_produces_figures_and_tidy_table(finished):
     root = finished.root
     for task in ("sent", "length"):
-        for name in ("isotropy", "cka"):
+        for name in FIGURES:
             for ext in ("png", "pdf"):
                 assert (root / f"results/figures/tiny/{task}/{name}.{ext}").stat().st_size > 1000
     table = pd.read_csv(root / "results/tables/metrics.csv")
-    assert set(table["variant"]) == {"base", "sent-s0", "length-s0"}
+    assert set(table["variant"]) == {"base", "sent-s0", "length-s0", "sent-f1-s0", "length-f1-s0"}
     assert set(table["layer"]) == {0, 1, 2}
+    for measure in ("isoscore", "pos_probe_accuracy", "pos_selectivity", "task_probe_accuracy",
+                    "directprobe_n_clusters", "debiased_cka", "block_diagonality_linear",
+                    "rsa_spearman_base_vs_finetuned", "linear_cka_permuted_base_vs_finetuned"):
+        assert (table["measure"] == measure).any(), measure
     within = table[(table["measure"] == "linear_cka") & (table["layer"] == table["layer_b"])]
     assert within["value"].sub(1).abs().max() < 1e-9
     undefined = table[table["value"].isna()]
@@ -76,10 +83,12 @@ def test_task_setting_reruns_only_that_task(finished):
         jobs = finished.planned_jobs()
     finally:
         finished.write_config(original)
-    assert rules(jobs) == sorted(["finetune", "all", "figures", "table"] + ["extract"] * 3 + ["metrics"] * 3
-                                 + ["compare"] * 3)
+    variants = len(config["seeds"]) * (1 + len(config["ablations"]["freeze_layers"]))
+    probes = 1 + len(config["probes"])
+    assert rules(jobs) == sorted(["all", "figures", "table", "claims"] + ["finetune", "layer_drop"] * variants
+                                 + ["extract", "metrics", "compare"] * variants * probes)
     for rule, wildcards in jobs:
-        if rule not in ("all", "table"):
+        if rule not in ("all", "table", "claims"):
             assert "sent" in wildcards and "length" not in wildcards, (rule, wildcards)
 
 
@@ -92,7 +101,7 @@ def test_new_seed_runs_only_new_jobs(finished):
         finished.write_config(original)
     new = [(r, w) for r, w in jobs if r in ("finetune", "extract", "metrics", "compare")]
     assert all("seed=1" in w or "-s1" in w for _, w in new), new
-    assert rules(jobs).count("finetune") == 2
+    assert rules(jobs).count("finetune") == 4
     assert rules(jobs).count("figures") == 2
 
 
@@ -104,4 +113,4 @@ def test_code_edit_reruns_the_rules_that_run_it(finished):
         jobs = finished.planned_jobs()
     finally:
         module.write_text(original)
-    assert rules(jobs) == ["all", "figures", "figures", "table"]
+    assert rules(jobs) == ["all", "figures", "figures"]

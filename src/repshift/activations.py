@@ -195,6 +195,19 @@ class Activations:
         values = self._h["tokens/hidden"][layer]
         return values if index is None else values[index]
 
+    def words(self) -> tuple[np.ndarray, np.ndarray]:
+        """Token rows that belong to words, and where each word starts among them (a word's pieces are contiguous)."""
+        sentence, word = self.token_meta("sentence_id"), self.token_meta("word_index")
+        rows = np.flatnonzero(word >= 0)
+        key = sentence[rows].astype(np.int64) * (int(word.max()) + 1) + word[rows]
+        return rows, np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+
+    def word_vectors(self, layer: int) -> np.ndarray:
+        """Layer `layer`'s word matrix: the mean of each word's pieces (Zhou & Srikumar's pooling)."""
+        rows, starts = self.words()
+        sums = np.add.reduceat(self.tokens(layer)[rows].astype(np.float64), starts, axis=0)
+        return sums / np.diff(np.r_[starts, len(rows)])[:, None]
+
     def sentences(self, layer: int, kind: str = "cls") -> np.ndarray:
         """Layer `layer`'s sentence matrix: [CLS] vectors (`cls`) or mean of word pieces (`mean`)."""
         return self._h[f"sentences/{kind}"][layer]

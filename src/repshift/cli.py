@@ -8,7 +8,7 @@ from .errors import UserError
 
 
 def _steps():
-    from . import activations, data, figures, finetune, metrics
+    from . import activations, claims, data, figures, finetune, metrics, tables
 
     return {
         "fetch-corpora": lambda a: data.fetch_pattern(a.files, a.dest, **a.settings),
@@ -17,12 +17,16 @@ def _steps():
         "prepare-probe": lambda a: data.prepare_probe(
             a.out, a.provenance, task_file=a.task, source=a.source, corpora_dir=a.corpora, **a.settings),
         "finetune": lambda a: finetune.finetune(a.model, a.task, a.out, a.seed, a.settings, a.threads, a.provenance),
+        "layer-drop": lambda a: finetune.layer_drop(a.model["id"], a.task, a.out, a.settings, a.threads, a.provenance),
         "extract": lambda a: activations.extract(a.model, a.probe, a.out, a.settings, a.threads, a.provenance),
         "metrics": lambda a: metrics.layer_metrics(a.activations[0], a.out, a.settings, a.provenance),
         "compare": lambda a: metrics.compare_metrics(*a.activations, a.out, a.settings, a.provenance),
-        "figure-isotropy": lambda a: figures.isotropy_figure(a.tables, a.png, a.pdf, a.title),
-        "figure-cka": lambda a: figures.cka_figure(a.tables, a.comparisons, a.png, a.pdf, a.title),
-        "table": lambda a: metrics.write_csv(figures.read_tables(a.tables), a.out),
+        "figures": lambda a: figures.study_figures(
+            tables.read_tables(a.tables), tables.read_tables(a.comparisons), tables.read_tables(a.layerdrop),
+            claims.read_training(a.training), a.dest, a.title),
+        "table": lambda a: tables.write_csv(tables.read_tables(a.tables), a.out),
+        "claims": lambda a: tables.write_csv(claims.claims_table(
+            tables.read_tables(a.tables), tables.read_tables(a.layerdrop), claims.read_training(a.training)), a.out),
     }
 
 
@@ -38,8 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--activations", nargs="*", default=[])
     p.add_argument("--tables", nargs="*", default=[])
     p.add_argument("--comparisons", nargs="*", default=[])
-    p.add_argument("--png")
-    p.add_argument("--pdf")
+    p.add_argument("--layerdrop", nargs="*", default=[])
+    p.add_argument("--training", nargs="*", default=[])
     p.add_argument("--title", default="")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)

@@ -1,6 +1,7 @@
 """Configuration: schema validation with one-line errors, defaults, and the derived DAG vocabulary."""
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -57,23 +58,42 @@ def load_config(path, schema_path) -> dict:
     return check_config(config, schema_path)
 
 
-def finetune_settings(config: dict, task: str) -> dict:
-    """The global finetune settings with the task's own overrides on top."""
-    return {**config["finetune"], **config["tasks"][task].get("finetune", {})}
+@dataclass(frozen=True)
+class Variant:
+    """A fine-tuned model: task, seed, and the number of bottom layers frozen (None: the task's setting)."""
+
+    task: str
+    seed: int
+    freeze: int | None = None
+
+    @property
+    def name(self) -> str:
+        frozen = "" if self.freeze is None else f"-f{self.freeze}"
+        return f"{self.task}{frozen}-s{self.seed}"
 
 
-def finetuned_variant(task: str, seed) -> str:
-    return f"{task}-s{seed}"
+def finetune_settings(config: dict, variant: Variant) -> dict:
+    """The global finetune settings, the task's overrides on top, and the variant's freezing on top of those."""
+    settings = {**config["finetune"], **config["tasks"][variant.task].get("finetune", {})}
+    return settings if variant.freeze is None else {**settings, "freeze_layers": variant.freeze}
 
 
-def parse_variant(variant: str) -> tuple[str, int] | None:
-    """(task, seed) of a fine-tuned variant name; None for the pre-trained model."""
-    match = re.fullmatch(r"(.+)-s(\d+)", variant)
-    return None if variant == BASE else (match.group(1), int(match.group(2)))
+def parse_variant(variant: str) -> Variant | None:
+    """The fine-tuned variant a name stands for; None for the pre-trained model."""
+    if variant == BASE:
+        return None
+    match = re.fullmatch(r"(.+?)(?:-f(\d+))?-s(\d+)", variant)
+    return Variant(match.group(1), int(match.group(3)), None if match.group(2) is None else int(match.group(2)))
+
+
+def task_variants(config: dict, task: str, frozen: bool = True) -> list[Variant]:
+    """Every seed of a task, fully fine-tuned and (with `frozen`) with each configured frozen depth."""
+    depths = [None] + (config["ablations"]["freeze_layers"] if frozen else [])
+    return [Variant(task, seed, k) for k in depths for seed in config["seeds"]]
 
 
 def variants(config: dict) -> list[str]:
-    return [BASE] + [finetuned_variant(t, s) for t in config["tasks"] for s in config["seeds"]]
+    return [BASE] + [v.name for t in config["tasks"] for v in task_variants(config, t)]
 
 
 def dev_probe(task: str) -> str:
@@ -83,7 +103,7 @@ def dev_probe(task: str) -> str:
 def probe_sets(config: dict, variant: str) -> list[str]:
     """Probe sets extracted for a variant: every task's dev set for the base model, its own task's otherwise."""
     parsed = parse_variant(variant)
-    tasks = list(config["tasks"]) if parsed is None else [parsed[0]]
+    tasks = list(config["tasks"]) if parsed is None else [parsed.task]
     return [dev_probe(t) for t in tasks] + list(config["probes"])
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .errors import UserError
 from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device
 from .provenance import write_json
+from .tables import write_csv
 
 
 def seed_everything(seed: int) -> None:
@@ -124,3 +125,23 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         "n_dev": len(task["dev"]["text"]),
         "seconds": round(time.time() - started, 1),
     })
+
+
+def layer_drop(model_dir, task_file, out, settings: dict, threads: int, provenance: dict) -> None:
+    """Dev accuracy of the fine-tuned classifier applied to layer L-k's output, k = 0..L-1, with no re-tuning."""
+    import pandas as pd
+    import torch
+
+    task = json.loads(Path(task_file).read_text())
+    device = select_device(threads)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_encoder(model_dir, classifier_labels=len(task["label_names"])).to(device)
+    _, blocks = encoder_layers(model)
+    kept = list(blocks)
+    rows = []
+    for dropped in range(len(kept)):
+        model.base_model.encoder.layer = torch.nn.ModuleList(kept[: len(kept) - dropped])
+        accuracy = evaluate(model, tokenizer, task["dev"]["text"], task["dev"]["label"], settings, device)
+        rows.append({"layers_dropped": dropped, "layers_kept": len(kept) - dropped, "dev_accuracy": accuracy})
+        print(f"top {dropped} layers dropped: dev accuracy {accuracy:.4f}", flush=True)
+    write_csv(pd.DataFrame(rows).assign(**provenance), out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import logsumexp
-from scipy.stats import spearmanr
+from scipy.stats import rankdata
 from sklearn.cluster import KMeans
 from sklearn.metrics.cluster import contingency_matrix
 
@@ -155,7 +155,9 @@ def frequency_pc_correlation(X: np.ndarray, frequency: np.ndarray, n_pcs: int = 
         raise ValueError("frequency must be a 1-D array of finite non-negative counts, one per row of X.")
     n_pcs = _check_count("n_pcs", n_pcs, 1, X.shape[1])
     projections = (X - X.mean(axis=0)) @ _pca(X)[1][:, :n_pcs]
-    return spearmanr(np.column_stack([frequency, projections])).statistic[0, 1:]
+    ranks = rankdata(np.column_stack([frequency, projections]), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.corrcoef(ranks, rowvar=False)[0, 1:]
 
 
 def cluster_purity(X: np.ndarray, groups: np.ndarray, n_clusters: int, seed: int = 0) -> float:

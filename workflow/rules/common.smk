@@ -24,12 +24,17 @@ def alternatives(names):
     return "|".join(re.escape(str(n)) for n in names)
 
 
+FINETUNED = f"(?:{alternatives(TASKS)})(?:-f\\d+)?-s\\d+"
+FIGURES = ["isotropy", "directprobe", "probing", "rsa", "cka"]
+
+
 wildcard_constraints:
     model=alternatives(MODELS),
     task=alternatives(TASKS),
-    seed=r"\d+",
-    variant=f"base|(?:{alternatives(TASKS)})-s\\d+",
+    variant=f"base|{FINETUNED}",
+    finetuned=FINETUNED,
     probe=alternatives([rc.dev_probe(t) for t in TASKS] + list(PROBES)),
+    figure=alternatives(FIGURES),
 
 
 def res(rule, key):
@@ -44,6 +49,12 @@ def provenance(stage, **identity):
     return as_json({**identity, "code_version": code_version(stage)})
 
 
+def identity(stage, wildcards, variant, **extra):
+    parsed = rc.parse_variant(variant)
+    task, seed = (parsed.task, parsed.seed) if parsed else ("", "")
+    return provenance(stage, model=wildcards.model, variant=variant, task=task, seed=seed, **extra)
+
+
 def source_input(entry):
     source = entry["source"]
     if source["kind"] == "pattern":
@@ -53,43 +64,48 @@ def source_input(entry):
     return []
 
 
+def finetuned_dir(model, variant):
+    return f"results/models/{model}/{variant}"
+
+
 def model_spec(wildcards):
-    parsed = rc.parse_variant(wildcards.variant)
-    if parsed is None:
+    if wildcards.variant == rc.BASE:
         return as_json(MODELS[wildcards.model])
-    return as_json({"id": str(Path(finetuned_dir(wildcards.model, *parsed)).resolve())})
-
-
-def finetuned_dir(model, task, seed):
-    return f"results/models/{model}/{rc.finetuned_variant(task, seed)}"
+    return as_json({"id": finetuned_dir(wildcards.model, wildcards.variant)})
 
 
 def extract_inputs(wildcards):
     inputs = {"probe": f"results/data/probes/{wildcards.probe}.json"}
-    parsed = rc.parse_variant(wildcards.variant)
-    if parsed is not None:
-        inputs["weights"] = f"{finetuned_dir(wildcards.model, *parsed)}/model.safetensors"
+    if wildcards.variant != rc.BASE:
+        inputs["weights"] = f"{finetuned_dir(wildcards.model, wildcards.variant)}/model.safetensors"
     return inputs
 
 
-def metric_tables(model, task):
-    variants = ["base"] + [rc.finetuned_variant(task, s) for s in SEEDS]
-    return [f"results/metrics/{model}/{v}/{rc.dev_probe(task)}.csv" for v in variants]
+def metric_tables(model, variants):
+    return [f"results/metrics/{model}/{v}/{p}.csv" for v in variants for p in rc.probe_sets(config, v)]
 
 
-def comparison_tables(model, task, probes=None):
-    probes = probes or [rc.dev_probe(task)]
-    return [f"results/compare/{model}/{rc.finetuned_variant(task, s)}/{p}.csv" for s in SEEDS for p in probes]
+def comparison_tables(model, variants):
+    return [f"results/compare/{model}/{v}/{p}.csv" for v in variants for p in rc.probe_sets(config, v)]
 
 
-def all_tables():
-    tables = [f"results/metrics/{m}/{v}/{p}.csv" for m in MODELS for v in rc.variants(config)
-              for p in rc.probe_sets(config, v)]
-    tables += [c for m in MODELS for t in TASKS for c in comparison_tables(m, t, rc.probe_sets(config, t + "-s0"))]
-    return tables
+def task_inputs(model, task):
+    """Every table the figures of one model and task read."""
+    variants = [v.name for v in rc.task_variants(config, task)]
+    return {
+        "tables": [t for t in metric_tables(model, ["base"]) if Path(t).stem in rc.probe_sets(config, variants[0])]
+        + metric_tables(model, variants),
+        "comparisons": comparison_tables(model, variants),
+        "layerdrop": [f"results/layerdrop/{model}/{v}.csv" for v in variants],
+        "training": [f"{finetuned_dir(model, v)}/train_metrics.json" for v in variants],
+    }
+
+
+def all_inputs(kind):
+    return [path for m in MODELS for t in TASKS for path in task_inputs(m, t)[kind]]
 
 
 def final_outputs():
-    figures = [f"results/figures/{m}/{t}/{name}.{ext}" for m in MODELS for t in TASKS
-               for name in ("isotropy", "cka") for ext in ("png", "pdf")]
-    return figures + ["results/tables/metrics.csv"]
+    figures = [f"results/figures/{m}/{t}/{name}.{ext}" for m in MODELS for t in TASKS for name in FIGURES
+               for ext in ("png", "pdf")]
+    return figures + ["results/tables/metrics.csv", "results/tables/claims.csv"]

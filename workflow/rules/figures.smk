@@ -1,26 +1,21 @@
 rule figures:
     input:
-        tables=lambda wc: metric_tables(wc.model, wc.task),
-        comparisons=lambda wc: comparison_tables(wc.model, wc.task),
+        unpack(lambda wc: task_inputs(wc.model, wc.task)),
     output:
-        isotropy_png=report(
-            "results/figures/{model}/{task}/isotropy.png",
-            caption="../report/isotropy.rst",
-            category="Isotropy",
-            subcategory="{model}",
-            labels={"model": "{model}", "task": "{task}", "figure": "isotropy"},
-        ),
-        isotropy_pdf="results/figures/{model}/{task}/isotropy.pdf",
-        cka_png=report(
-            "results/figures/{model}/{task}/cka.png",
-            caption="../report/cka.rst",
-            category="CKA",
-            subcategory="{model}",
-            labels={"model": "{model}", "task": "{task}", "figure": "CKA"},
-        ),
-        cka_pdf="results/figures/{model}/{task}/cka.pdf",
+        **{
+            f"{name}_png": report(
+                f"results/figures/{{model}}/{{task}}/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+                subcategory="{model} / {task}",
+                labels={"model": "{model}", "task": "{task}", "figure": name},
+            )
+            for name in FIGURES
+        },
+        **{f"{name}_pdf": f"results/figures/{{model}}/{{task}}/{name}.pdf" for name in FIGURES},
     params:
         title=lambda wc: f"{wc.model} ({Path(MODELS[wc.model]['id']).name}) fine-tuned on {wc.task}",
+        out_dir=lambda wc: f"results/figures/{wc.model}/{wc.task}",
         code=code_version("figures"),
     threads: res("figures", "threads")
     resources:
@@ -29,19 +24,19 @@ rule figures:
     log:
         "logs/figures/{model}/{task}.log",
     shell:
-        "({REPSHIFT} figure-isotropy --tables {input.tables:q} --png {output.isotropy_png:q}"
-        " --pdf {output.isotropy_pdf:q} --title {params.title:q} &&"
-        " {REPSHIFT} figure-cka --tables {input.tables:q} --comparisons {input.comparisons:q}"
-        " --png {output.cka_png:q} --pdf {output.cka_pdf:q} --title {params.title:q}) > {log} 2>&1"
+        "{REPSHIFT} figures --tables {input.tables:q} --comparisons {input.comparisons:q}"
+        " --layerdrop {input.layerdrop:q} --training {input.training:q} --dest {params.out_dir:q}"
+        " --title {params.title:q} > {log} 2>&1"
 
 
 rule table:
     input:
-        all_tables(),
+        tables=lambda wc: sorted(set(all_inputs("tables"))),
+        comparisons=lambda wc: sorted(set(all_inputs("comparisons"))),
     output:
         report("results/tables/metrics.csv", caption="../report/table.rst", category="Tables"),
     params:
-        code=code_version("figures"),
+        code=code_version("tables"),
     threads: res("table", "threads")
     resources:
         mem_mb=res("table", "mem_mb"),
@@ -50,3 +45,23 @@ rule table:
         "logs/table.log",
     shell:
         "{REPSHIFT} table --tables {input:q} --out {output:q} > {log} 2>&1"
+
+
+rule claims:
+    input:
+        tables="results/tables/metrics.csv",
+        layerdrop=lambda wc: all_inputs("layerdrop"),
+        training=lambda wc: all_inputs("training"),
+    output:
+        report("results/tables/claims.csv", caption="../report/claims.rst", category="Claims"),
+    params:
+        code=code_version("claims"),
+    threads: res("claims", "threads")
+    resources:
+        mem_mb=res("claims", "mem_mb"),
+        runtime=res("claims", "runtime"),
+    log:
+        "logs/claims.log",
+    shell:
+        "{REPSHIFT} claims --tables {input.tables:q} --layerdrop {input.layerdrop:q}"
+        " --training {input.training:q} --out {output:q} > {log} 2>&1"

@@ -1,15 +1,16 @@
 rule finetune:
     input:
-        task="results/data/tasks/{task}.json",
+        task=lambda wc: f"results/data/tasks/{rc.parse_variant(wc.finetuned).task}.json",
     output:
-        weights="results/models/{model}/{task}-s{seed}/model.safetensors",
-        config="results/models/{model}/{task}-s{seed}/config.json",
-        tokenizer="results/models/{model}/{task}-s{seed}/tokenizer.json",
-        metrics="results/models/{model}/{task}-s{seed}/train_metrics.json",
+        weights="results/models/{model}/{finetuned}/model.safetensors",
+        config="results/models/{model}/{finetuned}/config.json",
+        tokenizer="results/models/{model}/{finetuned}/tokenizer.json",
+        metrics="results/models/{model}/{finetuned}/train_metrics.json",
     params:
         model=lambda wc: as_json(MODELS[wc.model]),
-        settings=lambda wc: as_json(rc.finetune_settings(config, wc.task)),
-        provenance=lambda wc: provenance("finetune", model=wc.model, task=wc.task),
+        settings=lambda wc: as_json(rc.finetune_settings(config, rc.parse_variant(wc.finetuned))),
+        seed=lambda wc: rc.parse_variant(wc.finetuned).seed,
+        provenance=lambda wc: identity("finetune", wc, wc.finetuned),
         out=lambda wc, output: Path(output.weights).parent,
     threads: res("finetune", "threads")
     resources:
@@ -17,8 +18,30 @@ rule finetune:
         runtime=res("finetune", "runtime"),
         gpu=res("finetune", "gpu"),
     log:
-        "logs/finetune/{model}/{task}-s{seed}.log",
+        "logs/finetune/{model}/{finetuned}.log",
     shell:
         "{REPSHIFT} finetune --model {params.model:q} --task {input.task:q} --out {params.out:q}"
-        " --seed {wildcards.seed} --threads {threads} --settings {params.settings:q}"
+        " --seed {params.seed} --threads {threads} --settings {params.settings:q}"
         " --provenance {params.provenance:q} > {log} 2>&1"
+
+
+rule layer_drop:
+    input:
+        task=lambda wc: f"results/data/tasks/{rc.parse_variant(wc.finetuned).task}.json",
+        weights="results/models/{model}/{finetuned}/model.safetensors",
+    output:
+        "results/layerdrop/{model}/{finetuned}.csv",
+    params:
+        model=lambda wc: as_json({"id": finetuned_dir(wc.model, wc.finetuned)}),
+        settings=lambda wc: as_json(rc.finetune_settings(config, rc.parse_variant(wc.finetuned))),
+        provenance=lambda wc: identity("finetune", wc, wc.finetuned),
+    threads: res("layer_drop", "threads")
+    resources:
+        mem_mb=res("layer_drop", "mem_mb"),
+        runtime=res("layer_drop", "runtime"),
+        gpu=res("layer_drop", "gpu"),
+    log:
+        "logs/layer_drop/{model}/{finetuned}.log",
+    shell:
+        "{REPSHIFT} layer-drop --model {params.model:q} --task {input.task:q} --out {output:q}"
+        " --threads {threads} --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"

@@ -1,9 +1,3 @@
-def identity(stage, wildcards, variant):
-    parsed = rc.parse_variant(variant)
-    task, seed = parsed if parsed else ("", "")
-    return provenance(stage, model=wildcards.model, variant=variant, task=task, seed=seed, probe=wildcards.probe)
-
-
 rule metrics:
     input:
         "results/activations/{model}/{variant}/{probe}.h5",
@@ -11,7 +5,7 @@ rule metrics:
         "results/metrics/{model}/{variant}/{probe}.csv",
     params:
         settings=as_json(config["metrics"]),
-        provenance=lambda wc: identity("metrics", wc, wc.variant),
+        provenance=lambda wc: identity("metrics", wc, wc.variant, probe=wc.probe),
     threads: res("metrics", "threads")
     resources:
         mem_mb=res("metrics", "mem_mb"),
@@ -26,18 +20,18 @@ rule metrics:
 rule compare:
     input:
         base="results/activations/{model}/base/{probe}.h5",
-        finetuned="results/activations/{model}/{task}-s{seed}/{probe}.h5",
+        finetuned="results/activations/{model}/{finetuned}/{probe}.h5",
     output:
-        "results/compare/{model}/{task}-s{seed}/{probe}.csv",
+        "results/compare/{model}/{finetuned}/{probe}.csv",
     params:
         settings=as_json(config["metrics"]),
-        provenance=lambda wc: identity("metrics", wc, rc.finetuned_variant(wc.task, wc.seed)),
+        provenance=lambda wc: identity("metrics", wc, wc.finetuned, probe=wc.probe),
     threads: res("compare", "threads")
     resources:
         mem_mb=res("compare", "mem_mb"),
         runtime=res("compare", "runtime"),
     log:
-        "logs/compare/{model}/{task}-s{seed}/{probe}.log",
+        "logs/compare/{model}/{finetuned}/{probe}.log",
     shell:
         "{REPSHIFT} compare --activations {input.base:q} {input.finetuned:q} --out {output:q}"
         " --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"

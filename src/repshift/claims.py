@@ -1,0 +1,162 @@
+"""The claims of the four studies, each decided on this model and task by one stated number and threshold."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import parse_variant
+
+HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
+THRESHOLDS = {"frequency_change": 0.1, "cka_kept": 0.5, "probe_drop": 0.01, "rsa_depth_drop": 0.05,
+              "forgetting": 0.05, "freeze_cost": 0.02, "layer_drop_cost": 0.02}
+
+
+def read_training(paths) -> pd.DataFrame:
+    """One row per fine-tuned variant: its final dev accuracy, loss and settings."""
+    rows = []
+    for path in paths:
+        record = json.loads(Path(path).read_text())
+        provenance = record["provenance"]
+        rows.append({"model": provenance["model"], "variant": provenance["variant"], "task": provenance["task"],
+                     "seed": provenance["seed"], "freeze_layers": provenance["settings"]["freeze_layers"],
+                     "dev_accuracy": record["dev_accuracy"][-1], "final_loss": record["loss"][-1],
+                     "steps": len(record["loss"]), "seconds": record["seconds"]})
+    return pd.DataFrame(rows)
+
+
+def full_finetuning(variant: str) -> bool:
+    parsed = parse_variant(variant)
+    return parsed is not None and parsed.freeze is None
+
+
+def per_layer(frame: pd.DataFrame, measure: str, probe: str, representation: str, finetuned: bool) -> pd.Series:
+    """Mean over seeds of one measure per layer, for the base model or the fully fine-tuned variants."""
+    part = frame[(frame["measure"] == measure) & (frame["probe"] == probe)
+                 & (frame["representation"] == representation)]
+    chosen = part["variant"].map(full_finetuning) if finetuned else part["variant"] == "base"
+    return part[chosen].groupby("layer")["value"].mean()
+
+
+def _verdict(condition) -> str:
+    if condition is None or (isinstance(condition, float) and np.isnan(condition)):
+        return MISSING
+    return HOLDS if condition else FAILS
+
+
+def _claim(claim, study, statement, condition, number, before=np.nan, after=np.nan) -> dict:
+    return {"claim": claim, "study": study, "statement": statement, "verdict": _verdict(condition),
+            "deciding_number": number, "before": before, "after": after}
+
+
+def _top(series: pd.Series) -> float:
+    return float(series.iloc[-1]) if len(series) else np.nan
+
+
+def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
+    """C1-C14 of methods.md for one model and task, from its tidy metric rows, layer-drop and training tables."""
+    dev = f"dev-{task}"
+    both = lambda measure, probe=dev, rep="token": (per_layer(frame, measure, probe, rep, False),
+                                                    per_layer(frame, measure, probe, rep, True))
+    versus = lambda measure, probe=dev, rep="token": per_layer(frame, measure, probe, rep, True)
+    rows = []
+
+    before, after = map(_top, both("isotropy_raw"))
+    centred = list(map(_top, both("isotropy_centred")))
+    rows.append(_claim("C1", "isotropy", "fine-tuning does not necessarily raise isotropy",
+                       None if np.isnan(after) else after <= before,
+                       f"I(W) top layer {before:.3g} -> {after:.3g} (centred {centred[0]:.3g} -> {centred[1]:.3g})",
+                       before, after))
+    before, after = map(_top, both("top_pc_variance_ratio"))
+    pcs = list(map(_top, both("pcs_for_90pct_variance")))
+    rows.append(_claim("C2", "isotropy", "elongated directions multiply after fine-tuning",
+                       None if np.isnan(after) else after > before,
+                       f"top-PC variance share {before:.3f} -> {after:.3f}; PCs for 90% {pcs[0]:.0f} -> {pcs[1]:.0f}",
+                       before, after))
+    drops = []
+    for finetuned in (False, True):
+        plain = _top(per_layer(frame, "task_probe_accuracy", dev, "mean", finetuned))
+        removed = _top(per_layer(frame, "task_probe_accuracy_top_pcs_removed", dev, "mean", finetuned))
+        drops.append(plain - removed)
+    rows.append(_claim("C3", "isotropy", "after fine-tuning the dominant directions carry task knowledge",
+                       None if np.isnan(drops[1]) else drops[1] > max(drops[0], 0),
+                       f"probe accuracy lost when top PCs are removed: pre-trained {drops[0]:+.3f}, "
+                       f"fine-tuned {drops[1]:+.3f}", drops[0], drops[1]))
+    before, after = map(_top, both("frequency_pc1_abs_spearman"))
+    rows.append(_claim("C4", "isotropy", "frequency structure changes massively",
+                       None if np.isnan(after) else abs(after - before) >= THRESHOLDS["frequency_change"],
+                       f"|Spearman(frequency, PC1)| top layer {before:.2f} -> {after:.2f} "
+                       f"(threshold: change >= {THRESHOLDS['frequency_change']})", before, after))
+    before, after = map(_top, both("directprobe_min_distance_all", dev, "cls"))
+    rows.append(_claim("C5", "DirectProbe", "label clusters move apart", None if np.isnan(after) else after > before,
+                       f"min inter-label cluster distance, top layer [CLS] {before:.3g} -> {after:.3g}", before, after))
+    before, after = map(_top, both("directprobe_n_clusters", dev, "cls"))
+    labels = _top(per_layer(frame, "directprobe_n_labels", dev, "cls", False))
+    rows.append(_claim("C6", "DirectProbe", "the space becomes simpler for the task",
+                       None if np.isnan(after) else after <= before,
+                       f"clusters at the top layer {before:.1f} -> {after:.1f} for {labels:.0f} labels", before, after))
+    kept = versus("linear_cka_base_vs_finetuned")
+    rows.append(_claim("C7", "DirectProbe", "the original spatial structure is largely kept",
+                       None if kept.empty else kept.min() > THRESHOLDS["cka_kept"],
+                       f"min over layers of CKA(pre-trained, fine-tuned) on dev tokens {kept.min():.2f} "
+                       f"(threshold {THRESHOLDS['cka_kept']})", np.nan, kept.min()))
+    pos_before, pos_after = (per_layer(frame, "pos_probe_accuracy", "pos", "word", f) for f in (False, True))
+    fall = (pos_before - pos_after).max() if len(pos_after) else np.nan
+    rows.append(_claim("C8", "DirectProbe", "fine-tuning does not always help (some probe falls)",
+                       None if np.isnan(fall) else fall > THRESHOLDS["probe_drop"],
+                       f"largest POS-probe accuracy fall over layers {fall:+.3f} "
+                       f"(threshold {THRESHOLDS['probe_drop']})", np.nan, fall))
+    rsa = versus("rsa_spearman_base_vs_finetuned")
+    rows.append(_claim("C9", "Merchant", "change concentrates in the top layers",
+                       None if rsa.empty else rsa.iloc[0] - rsa.iloc[-1] > THRESHOLDS["rsa_depth_drop"],
+                       f"RSA (Spearman) pre-trained vs fine-tuned: layer 0 {rsa.iloc[0] if len(rsa) else np.nan:.2f}, "
+                       f"last layer {_top(rsa):.2f}", rsa.iloc[0] if len(rsa) else np.nan, _top(rsa)))
+    rows.append(_claim("C10", "Merchant", "no catastrophic forgetting of POS",
+                       None if np.isnan(fall) else fall < THRESHOLDS["forgetting"],
+                       f"largest POS-probe accuracy fall over layers {fall:+.3f} "
+                       f"(threshold {THRESHOLDS['forgetting']})", np.nan, fall))
+    in_domain, out_domain = _top(rsa), _top(versus("rsa_spearman_base_vs_finetuned", "ood"))
+    rows.append(_claim("C11", "Merchant", "out-of-domain sentences change less",
+                       None if np.isnan(out_domain) else out_domain > in_domain,
+                       f"top-layer RSA: in-domain {in_domain:.2f}, out-of-domain {out_domain:.2f}",
+                       in_domain, out_domain))
+    trained = training[training["task"] == task]
+    full = trained[trained["freeze_layers"] == trained["freeze_layers"].min()]["dev_accuracy"].mean()
+    frozen = trained[trained["freeze_layers"] > trained["freeze_layers"].min()]
+    if frozen.empty:
+        rows.append(_claim("C12", "Merchant", "freezing the lower layers costs little", None,
+                           "no ablations.freeze_layers configured"))
+    else:
+        deepest = frozen[frozen["freeze_layers"] == frozen["freeze_layers"].max()]
+        cost = full - deepest["dev_accuracy"].mean()
+        rows.append(_claim("C12", "Merchant", "freezing the lower layers costs little",
+                           cost < THRESHOLDS["freeze_cost"],
+                           f"dev accuracy full {full:.3f} vs bottom {deepest['freeze_layers'].iloc[0]} frozen "
+                           f"{deepest['dev_accuracy'].mean():.3f} (threshold {THRESHOLDS['freeze_cost']})", full,
+                           deepest["dev_accuracy"].mean()))
+    before, after = (per_layer(frame, "block_diagonality_linear", dev, "token", f) for f in (False, True))
+    before, after = (float(s.max()) if len(s) else np.nan for s in (before, after))
+    rows.append(_claim("C13", "Phang", "fine-tuned models show block-diagonal layer similarity",
+                       None if np.isnan(after) else after > before,
+                       f"block-diagonality of the token CKA matrix {before:.3f} -> {after:.3f}", before, after))
+    dropped = layerdrop[(layerdrop["task"] == task) & layerdrop["variant"].map(full_finetuning)]
+    accuracy = dropped.groupby("layers_dropped")["dev_accuracy"].mean()
+    cost = accuracy.get(0, np.nan) - accuracy.get(1, np.nan)
+    rows.append(_claim("C14", "Phang", "the top layers can be dropped without re-tuning",
+                       None if np.isnan(cost) else cost < THRESHOLDS["layer_drop_cost"],
+                       f"dev accuracy all layers {accuracy.get(0, np.nan):.3f}, top 1 dropped "
+                       f"{accuracy.get(1, np.nan):.3f}, top 2 dropped {accuracy.get(2, np.nan):.3f} "
+                       f"(threshold {THRESHOLDS['layer_drop_cost']})", accuracy.get(0, np.nan), accuracy.get(1, np.nan)))
+    return rows
+
+
+def claims_table(tables: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
+    """The claims table: one row per model, task and claim."""
+    rows = []
+    for (model, task), _ in training.groupby(["model", "task"]):
+        frame = tables[(tables["model"] == model) & ((tables["task"] == task) | (tables["variant"] == "base"))]
+        rows += [{"model": model, "task": task, **row}
+                 for row in task_claims(frame, layerdrop[layerdrop["model"] == model],
+                                        training[training["model"] == model], task)]
+    return pd.DataFrame(rows)

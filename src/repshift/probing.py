@@ -1,0 +1,148 @@
+"""Linear probes on frozen representations (Merchant et al. 2020; Hewitt & Liang 2019).
+
+The probe minimises mean softmax cross-entropy + (l2 / 2) * ||W||_F^2 (the
+intercept is not penalised) on features standardised with training statistics
+in float64, then fitted in float32 by full-batch L-BFGS.
+This is sklearn's ``LogisticRegression(C=1 / (l2 * n_train))`` with more than two
+classes, since sklearn minimises C * sum(cross-entropy) + ||W||_F^2 / 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def _check_features(X: np.ndarray, name: str) -> np.ndarray:
+    """Return X as a float64 (n, d) array.
+    Raise ValueError unless X is two-dimensional and all finite."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (n, d) array, got shape {X.shape}.")
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return X
+
+
+def _encode_labels(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Map training labels to 0..k-1 and test labels to the same codes, -1 if unseen.
+    Return (train codes, test codes, k); raise ValueError if training has one class."""
+    classes, train_codes = np.unique(y_train, return_inverse=True)
+    if classes.size < 2:
+        raise ValueError("Training labels contain a single class; a probe needs at least two.")
+    position = np.clip(np.searchsorted(classes, y_test), 0, classes.size - 1)
+    test_codes = np.where(classes[position] == y_test, position, -1)
+    return train_codes, test_codes, classes.size
+
+
+def _standardise(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale both arrays by the training mean and standard deviation.
+    Constant training features are only centred."""
+    mean = X_train.mean(axis=0)
+    std = X_train.std(axis=0)
+    std[std == 0] = 1.0
+    return (X_train - mean) / std, (X_test - mean) / std
+
+
+def _fit_softmax(X: torch.Tensor, y: torch.Tensor, k: int, l2: float, seed: int,
+                 max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit softmax regression weights (d, k) and intercept (k,) by full-batch L-BFGS.
+    Minimises mean cross-entropy + (l2 / 2) * ||W||^2 from a seeded small random start."""
+    generator = torch.Generator().manual_seed(seed)
+    W = (1e-3 * torch.randn(X.shape[1], k, generator=generator, dtype=X.dtype)).requires_grad_()
+    b = torch.zeros(k, dtype=X.dtype, requires_grad=True)
+    optimiser = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, history_size=20,
+                                  tolerance_grad=1e-5, tolerance_change=1e-9,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(X @ W + b, y) + 0.5 * l2 * (W * W).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return W.detach(), b.detach()
+
+
+def linear_probe_accuracy(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
+                          y_test: np.ndarray, l2: float = 1e-3, seed: int = 0,
+                          max_iter: int = 200) -> float:
+    """Held-out accuracy of an L2-penalised multinomial logistic regression probe.
+    Features are standardised with training statistics; test labels unseen in training count as errors."""
+    X_train = _check_features(X_train, "X_train")
+    X_test = _check_features(X_test, "X_test")
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if y_train.shape != X_train.shape[:1] or y_test.shape != X_test.shape[:1]:
+        raise ValueError("Labels must be 1-D with one entry per feature row.")
+    if X_train.shape[1] != X_test.shape[1]:
+        raise ValueError("X_train and X_test must have the same number of features.")
+    if X_test.shape[0] == 0:
+        raise ValueError("The test set is empty.")
+    if not l2 > 0:
+        raise ValueError("l2 must be positive.")
+    train_codes, test_codes, k = _encode_labels(y_train, y_test)
+    Z_train, Z_test = _standardise(X_train, X_test)
+    W, b = _fit_softmax(torch.from_numpy(Z_train.astype(np.float32)),
+                        torch.from_numpy(train_codes), k, l2, seed, max_iter)
+    predicted = (torch.from_numpy(Z_test.astype(np.float32)) @ W + b).argmax(dim=1).numpy()
+    return float(np.mean(predicted == test_codes))
+
+
+def probe_layers(layers: Sequence[np.ndarray] | np.ndarray, labels: np.ndarray,
+                 train_idx: np.ndarray, test_idx: np.ndarray, **kw) -> np.ndarray:
+    """Held-out accuracy of a fresh linear probe on each layer's (n, d) features.
+    Returns an (L,) array; keyword arguments go to linear_probe_accuracy."""
+    labels = np.asarray(labels)
+    if np.intersect1d(train_idx, test_idx).size:
+        raise ValueError("train_idx and test_idx overlap.")
+    accuracies = []
+    for layer in layers:
+        layer = np.asarray(layer)
+        if layer.shape[0] != labels.shape[0]:
+            raise ValueError("Every layer must have one row per label.")
+        accuracies.append(linear_probe_accuracy(layer[train_idx], labels[train_idx],
+                                                layer[test_idx], labels[test_idx], **kw))
+    return np.array(accuracies)
+
+
+def control_labels(word_types: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Hewitt & Liang (2019) control task: one random label per word type, for all its occurrences.
+    Each type's label is drawn from the empirical distribution of ``labels``."""
+    word_types, labels = np.asarray(word_types), np.asarray(labels)
+    if word_types.shape != labels.shape or word_types.ndim != 1:
+        raise ValueError("word_types and labels must be 1-D arrays of the same length.")
+    if labels.size == 0:
+        raise ValueError("labels is empty.")
+    _, type_codes = np.unique(word_types, return_inverse=True)
+    values, counts = np.unique(labels, return_counts=True)
+    drawn = np.random.default_rng(seed).choice(values, size=type_codes.max() + 1,
+                                               p=counts / counts.sum())
+    return drawn[type_codes]
+
+
+def selectivity(task_accuracy, control_accuracy):
+    """Hewitt & Liang (2019) selectivity: task accuracy minus control-task accuracy.
+    High selectivity means the probe reads the property rather than memorising word types."""
+    return np.subtract(task_accuracy, control_accuracy)
+
+
+def split_indices(n: int, test_fraction: float, seed: int,
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/test split of range(n) keeping each group wholly on one side.
+    Shuffled groups fill the test set until it holds at least round(test_fraction * n) items."""
+    if not 0 < test_fraction < 1:
+        raise ValueError("test_fraction must lie strictly between 0 and 1.")
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError("groups must be a 1-D array of length n.")
+    _, group_codes, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    if sizes.size < 2:
+        raise ValueError("A split needs at least two groups (or items).")
+    order = np.random.default_rng(seed).permutation(sizes.size)
+    n_test_groups = np.searchsorted(np.cumsum(sizes[order]), round(test_fraction * n)) + 1
+    test_groups = order[:min(n_test_groups, sizes.size - 1)]
+    in_test = np.isin(group_codes, test_groups)
+    return np.flatnonzero(~in_test), np.flatnonzero(in_test)
