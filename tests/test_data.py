@@ -132,3 +132,15 @@ def test_probe_from_tagged_keeps_tags_aligned(tmp_path):
     probe = json.loads((tmp_path / "p.json").read_text())
     assert len(probe["words"]) == 5 and probe["tag_names"] == ["NN", "VB"]
     assert all(len(w) == len(t) for w, t in zip(probe["words"], probe["tags"]))
+
+
+def test_token_classification_dataset_gives_tags(tmp_path):
+    import datasets
+
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "upos": datasets.Sequence(datasets.ClassLabel(names=["NOUN", "VERB", "DET"]))})
+    split = datasets.Dataset.from_dict({"tokens": [["the", "dog", "runs"]], "upos": [[2, 0, 1]]}, features=features)
+    datasets.DatasetDict({"validation": split}).save_to_disk(str(tmp_path / "ewt"))
+    corpus = data.load_source({"kind": "local", "path": str(tmp_path / "ewt"), "split": "validation",
+                               "tokens_column": "tokens", "tags_column": "upos"}, None)
+    assert corpus.words == [["the", "dog", "runs"]] and corpus.tags == [["DET", "NOUN", "VERB"]]

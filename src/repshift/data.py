@@ -165,7 +165,19 @@ def read_table(path, text_column: str, label_column: str) -> Corpus:
     return _labeled(path, ((row, (r[text_column], r[label_column])) for row, r in records))
 
 
-def _from_dataset(dataset, text_column, label_column, where: str) -> Corpus:
+def _tagged_dataset(dataset, tokens_column, tags_column, where: str) -> Corpus:
+    missing = {tokens_column, tags_column} - set(dataset.column_names)
+    if missing:
+        raise UserError(f"{where}: no column {', '.join(sorted(missing))} (has {', '.join(dataset.column_names)})")
+    names = getattr(getattr(dataset.features[tags_column], "feature", None), "names", None)
+    tags = [[names[t] if names else str(t) for t in row] for row in dataset[tags_column]]
+    return Corpus(words=[list(row) for row in dataset[tokens_column]], tags=tags)
+
+
+def _from_dataset(dataset, source: dict, where: str) -> Corpus:
+    if "tokens_column" in source:
+        return _tagged_dataset(dataset, source["tokens_column"], source.get("tags_column", "upos"), where)
+    text_column, label_column = source.get("text_column", "text"), source.get("label_column", "label")
     missing = {text_column, label_column} - set(dataset.column_names)
     if missing:
         raise UserError(f"{where}: no column {', '.join(sorted(missing))} (has {', '.join(dataset.column_names)})")
@@ -180,7 +192,6 @@ def load_source(source: dict, corpora_dir) -> Corpus:
     if kind == "pattern":
         path = Path(corpora_dir) / source["file"]
         return read_tagged(path) if path.suffix == ".txt" else read_pattern_csv(path)
-    text_column, label_column = source.get("text_column", "text"), source.get("label_column", "label")
     if kind == "local":
         path = _require(Path(source["path"]))
         if path.is_dir():
@@ -192,14 +203,14 @@ def load_source(source: dict, corpora_dir) -> Corpus:
                 if split not in loaded:
                     raise UserError(f"{path}: no split {split!r} (has {', '.join(loaded)})")
                 loaded = loaded[split]
-            return _from_dataset(loaded, text_column, label_column, str(path))
+            return _from_dataset(loaded, source, str(path))
         if path.suffix == ".txt":
             return read_tagged(path)
-        return read_table(path, text_column, label_column)
-    return _load_hub(source, text_column, label_column)
+        return read_table(path, source.get("text_column", "text"), source.get("label_column", "label"))
+    return _load_hub(source)
 
 
-def _load_hub(source: dict, text_column: str, label_column: str) -> Corpus:
+def _load_hub(source: dict) -> Corpus:
     import datasets
 
     name, subset, split = source["name"], source.get("subset"), source.get("split", "train")
@@ -212,7 +223,7 @@ def _load_hub(source: dict, text_column: str, label_column: str) -> Corpus:
             f"{where} is not available ({reason}); on a machine without the hub, save it with "
             "save_to_disk and use a source of kind 'local'"
         ) from None
-    return _from_dataset(dataset, text_column, label_column, where)
+    return _from_dataset(dataset, source, where)
 
 
 def sample_indices(n: int, size: int | None, seed: int) -> np.ndarray:
