@@ -57,9 +57,13 @@ def _top(series: pd.Series) -> float:
 def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
     """C1-C14 of methods.md for one model and task, from its tidy metric rows, layer-drop and training tables."""
     dev = f"dev-{task}"
-    both = lambda measure, probe=dev, rep="token": (per_layer(frame, measure, probe, rep, False),
-                                                    per_layer(frame, measure, probe, rep, True))
-    versus = lambda measure, probe=dev, rep="token": per_layer(frame, measure, probe, rep, True)
+
+    def both(measure, probe=dev, representation="token"):
+        return tuple(per_layer(frame, measure, probe, representation, tuned) for tuned in (False, True))
+
+    def versus(measure, probe=dev):
+        return per_layer(frame, measure, probe, "token", True)
+
     rows = []
 
     before, after = map(_top, both("isotropy_raw"))
