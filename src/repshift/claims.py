@@ -35,7 +35,7 @@ def per_layer(frame: pd.DataFrame, measure: str, probe: str, representation: str
     """Mean over seeds of one measure per layer, for the base model or the fully fine-tuned variants."""
     part = frame[(frame["measure"] == measure) & (frame["probe"] == probe)
                  & (frame["representation"] == representation)]
-    chosen = part["variant"].map(full_finetuning) if finetuned else part["variant"] == "base"
+    chosen = part["variant"].map(full_finetuning).astype(bool) if finetuned else part["variant"] == "base"
     return part[chosen].groupby("layer")["value"].mean()
 
 
@@ -144,7 +144,7 @@ def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataF
     rows.append(_claim("C13", "Phang", "fine-tuned models show block-diagonal layer similarity",
                        None if np.isnan(after) else after > before,
                        f"block-diagonality of the token CKA matrix {before:.3f} -> {after:.3f}", before, after))
-    dropped = layerdrop[(layerdrop["task"] == task) & layerdrop["variant"].map(full_finetuning)]
+    dropped = layerdrop[(layerdrop["task"] == task) & layerdrop["variant"].map(full_finetuning).astype(bool)]
     accuracy = dropped.groupby("layers_dropped")["dev_accuracy"].mean()
     cost = accuracy.get(0, np.nan) - accuracy.get(1, np.nan)
     rows.append(_claim("C14", "Phang", "the top layers can be dropped without re-tuning",
