@@ -42,22 +42,37 @@ def freeze_bottom(model, k: int) -> None:
         module.requires_grad_(False)
 
 
-def batches(n: int, batch_size: int, rng: np.random.Generator | None):
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None, window: int = 50):
+    """Index batches of similar length, so little compute goes to padding.
+    Training (rng given): seeded shuffle, sort within windows of `window` batches, shuffle the batches; else by length."""
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    order, span = rng.permutation(len(lengths)), batch_size * window
+    windows = [chunk[np.argsort(lengths[chunk], kind="stable")] for chunk in np.split(order, range(span, len(order), span))]
+    grouped = [w[i : i + batch_size] for w in windows for i in range(0, len(w), batch_size)]
+    return [grouped[i] for i in rng.permutation(len(grouped))]
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], np.ndarray]:
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    return ids, np.array([len(x) for x in ids])
+
+
+def collate(tokenizer, ids: list[list[int]], rows, device):
+    return tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(device)
 
 
 def evaluate(model, tokenizer, texts, labels, settings, device) -> float:
     import torch
 
+    ids, lengths = encode(tokenizer, texts, settings["max_length"])
     model.eval()
     correct = 0
     with torch.inference_mode(), autocast(device):
-        for ids in batches(len(texts), settings["eval_batch_size"], None):
-            enc = tokenizer([texts[i] for i in ids], padding=True, truncation=True,
-                            max_length=settings["max_length"], return_tensors="pt").to(device)
-            predictions = model(**enc).logits.argmax(-1).cpu().numpy()
-            correct += int((predictions == np.asarray(labels)[ids]).sum())
+        for rows in batches(lengths, settings["eval_batch_size"], None):
+            predictions = model(**collate(tokenizer, ids, rows, device)).logits.argmax(-1).cpu().numpy()
+            correct += int((predictions == np.asarray(labels)[rows]).sum())
     model.train()
     return correct / len(texts)
 
@@ -79,20 +94,22 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
     freeze_bottom(model, settings["freeze_layers"])
     model.to(device).train()
 
-    train_x, train_y = task["train"]["text"], np.asarray(task["train"]["label"])
+    train_ids, train_lengths = encode(tokenizer, task["train"]["text"], settings["max_length"])
+    train_y = np.asarray(task["train"]["label"])
+    print(f"{int((train_lengths >= settings['max_length']).sum())} of {len(train_ids)} training texts truncated "
+          f"at {settings['max_length']} pieces", flush=True)
     rng = np.random.default_rng(seed)
-    steps = settings["epochs"] * len(batches(len(train_x), settings["batch_size"], None))
+    steps = settings["epochs"] * len(batches(train_lengths, settings["batch_size"], None))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings["learning_rate"], weight_decay=settings["weight_decay"])
     schedule = get_linear_schedule_with_warmup(optimizer, int(settings["warmup_ratio"] * steps), steps)
     losses, dev_accuracy, started = [], [], time.time()
     with tqdm(total=steps, desc=f"finetune {task['provenance']['task']} seed {seed}", mininterval=5) as bar:
         for epoch in range(settings["epochs"]):
-            for ids in batches(len(train_x), settings["batch_size"], rng):
-                enc = tokenizer([train_x[i] for i in ids], padding=True, truncation=True,
-                                max_length=settings["max_length"], return_tensors="pt").to(device)
+            for rows in batches(train_lengths, settings["batch_size"], rng):
                 with autocast(device):
-                    loss = model(**enc, labels=torch.as_tensor(train_y[ids], device=device)).loss
+                    loss = model(**collate(tokenizer, train_ids, rows, device),
+                                 labels=torch.as_tensor(train_y[rows], device=device)).loss
                 if not torch.isfinite(loss):
                     raise UserError(f"fine-tuning diverged: loss {loss.item()} at step {len(losses)}; "
                                     "lower the task's finetune.learning_rate")
@@ -121,7 +138,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
                        "device": device.type},
         "loss": losses,
         "dev_accuracy": dev_accuracy,
-        "n_train": len(train_x),
+        "n_train": len(train_ids),
         "n_dev": len(task["dev"]["text"]),
         "seconds": round(time.time() - started, 1),
     })
