@@ -64,6 +64,25 @@ def source_input(entry):
     return []
 
 
+def probe_inputs(wildcards):
+    for task in TASKS:
+        if wildcards.probe == rc.dev_probe(task):
+            return {"task": f"results/data/tasks/{task}.json"}
+    return {"corpus": source_input(PROBES[wildcards.probe])}
+
+
+def probe_args(wildcards, input):
+    if "task" in input.keys():
+        return f"--task {input.task}"
+    return "--corpora resources/corpora --source " + shlex.quote(as_json(PROBES[wildcards.probe]["source"]))
+
+
+def probe_settings(wildcards):
+    entry = PROBES.get(wildcards.probe)
+    limit = entry["max_sentences"] if entry else config["extract"]["dev_sentences"]
+    return as_json({"max_sentences": limit, "seed": config["split"]["seed"]})
+
+
 def finetuned_dir(model, variant):
     return f"results/models/{model}/{variant}"
 

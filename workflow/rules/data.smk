@@ -9,6 +9,8 @@ rule fetch_corpora:
     resources:
         mem_mb=res("fetch_corpora", "mem_mb"),
         runtime=res("fetch_corpora", "runtime"),
+    conda:
+        "../../envs/repshift.yaml"
     log:
         "logs/fetch_corpora.log",
     shell:
@@ -29,30 +31,13 @@ rule prepare_task:
     resources:
         mem_mb=res("prepare_task", "mem_mb"),
         runtime=res("prepare_task", "runtime"),
+    conda:
+        "../../envs/repshift.yaml"
     log:
         "logs/prepare_task/{task}.log",
     shell:
         "{REPSHIFT} prepare-task --source {params.source:q} --corpora resources/corpora --out {output:q}"
         " --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"
-
-
-def probe_inputs(wildcards):
-    for task in TASKS:
-        if wildcards.probe == rc.dev_probe(task):
-            return {"task": f"results/data/tasks/{task}.json"}
-    return {"corpus": source_input(PROBES[wildcards.probe])}
-
-
-def probe_args(wildcards, input):
-    if "task" in input.keys():
-        return f"--task {input.task}"
-    return "--corpora resources/corpora --source " + shlex.quote(as_json(PROBES[wildcards.probe]["source"]))
-
-
-def probe_settings(wildcards):
-    entry = PROBES.get(wildcards.probe)
-    limit = entry["max_sentences"] if entry else config["extract"]["dev_sentences"]
-    return as_json({"max_sentences": limit, "seed": config["split"]["seed"]})
 
 
 rule prepare_probe:
@@ -68,6 +53,8 @@ rule prepare_probe:
     resources:
         mem_mb=res("prepare_probe", "mem_mb"),
         runtime=res("prepare_probe", "runtime"),
+    conda:
+        "../../envs/repshift.yaml"
     log:
         "logs/prepare_probe/{probe}.log",
     shell:
