@@ -114,3 +114,12 @@ def test_code_edit_reruns_the_rules_that_run_it(finished):
     finally:
         module.write_text(original)
     assert rules(jobs) == ["all", "figures", "figures"]
+
+
+def test_report_has_every_figure_and_both_tables(finished):
+    result = finished.snakemake("--report", "report.html")
+    assert "ERROR" not in result.stderr, result.stderr[-2000:]
+    html = (finished.root / "report.html").read_text(errors="ignore")
+    for name in FIGURES:
+        assert f"{name}.png" in html, name
+    assert "claims.csv" in html and "metrics.csv" in html
