@@ -87,8 +87,10 @@ def isotropy_rows(act: Activations, tokens: list[np.ndarray], index: np.ndarray,
     groupings = {"cluster_purity_frequency": (frequency_bin, FREQUENCY_BINS)}
     if (tags >= 0).all() and len(act.tag_names) > 1:
         groupings["cluster_purity_pos"] = (tags, settings["clusters"])
+    sample = np.random.default_rng(settings["seed"]).permutation(len(index))[: settings["cluster_tokens"]]
     for name, (groups, k) in groupings.items():
-        rows += _rows("token", name, [isotropy.cluster_purity(x, groups, k, seed=settings["seed"]) for x in tokens])
+        rows += _rows("token", name, [isotropy.cluster_purity(x[sample], groups[sample], k, seed=settings["seed"])
+                                      for x in tokens])
     return rows
 
 
@@ -110,6 +112,10 @@ def similarity_rows(act: Activations, tokens: list[np.ndarray]) -> list[dict]:
     return rows
 
 
+def probe_options(settings: dict) -> dict:
+    return {"seed": settings["seed"], "l2": settings["probe_l2"], "max_iter": settings["probe_iterations"]}
+
+
 def pos_probe_rows(act: Activations, settings: dict) -> list[dict]:
     """POS probe per layer on words (mean of pieces), its Hewitt & Liang control task, and selectivity."""
     rows_, starts = act.words()
@@ -121,7 +127,7 @@ def pos_probe_rows(act: Activations, settings: dict) -> list[dict]:
     words = _layers(act, "word")
     control_tags = probing.control_labels(types, tags, seed=settings["seed"])
     task, control = (undefined_as_nan(name, lambda y=y: probing.probe_layers(words, y, train, test,
-                                                                               seed=settings["seed"]), len(words))
+                                                                               **probe_options(settings)), len(words))
                      for name, y in (("pos_probe_accuracy", tags), ("pos_control_accuracy", control_tags)))
     return (_rows("word", "pos_probe_accuracy", task) + _rows("word", "pos_control_accuracy", control)
             + _rows("word", "pos_selectivity", probing.selectivity(task, control)))
@@ -135,7 +141,7 @@ def sentence_rows(act: Activations, settings: dict) -> list[dict]:
     for representation in ("cls", "mean"):
         layers = _layers(act, representation)
         rows += _rows(representation, "task_probe_accuracy",
-                      probing.probe_layers(layers, labels, train, test, seed=settings["seed"]))
+                      probing.probe_layers(layers, labels, train, test, **probe_options(settings)))
         if representation == "mean":
             enhanced = {
                 "task_probe_accuracy_top_pcs_removed": [
@@ -146,7 +152,7 @@ def sentence_rows(act: Activations, settings: dict) -> list[dict]:
             }
             for name, spaces in enhanced.items():
                 rows += _rows(representation, name, probing.probe_layers(spaces, labels, train, test,
-                                                                         seed=settings["seed"]))
+                                                                         **probe_options(settings)))
     for layer, x in enumerate(_layers(act, "cls")):
         if np.ptp(x, axis=0).max() == 0:
             continue
