@@ -81,8 +81,9 @@ def isotropy_figure(tables, dev, dest, title):
                                   ("task_probe_accuracy_cluster_pcs_removed", ":", "cluster PCs removed")):
         pre_and_fine(ax, tables, measure, dev, "mean", "Task probe after isotropy enhancement", "accuracy",
                      style, labels=label)
-    for ax in axes.flat:
-        ax.legend(loc="best")
+    axes.flat[0].legend(loc="best")
+    axes.flat[3].legend(loc="best", fontsize=5.5)
+    axes.flat[-1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=6, ncol=2)
     fig.suptitle(f"{title}: isotropy (Rajaee & Pilehvar 2021), {dev} tokens without [CLS]/[SEP]")
     save(fig, dest, "isotropy")
 
