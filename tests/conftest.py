@@ -102,12 +102,12 @@ def tiny_assets(tmp_path_factory):
 
 
 class Project:
-    """A copy of the workflow (Snakefile, workflow/, src/) in a temp dir, with a tiny config."""
+    """A copy of the workflow (Snakefile, workflow/, src/, envs/) in a temp dir, with a tiny config."""
 
     def __init__(self, root: Path, config: dict):
         self.root = root
         root.mkdir(parents=True)
-        for part in ("Snakefile", "workflow", "src"):
+        for part in ("Snakefile", "workflow", "src", "envs"):
             source = REPO / part
             if source.is_dir():
                 shutil.copytree(source, root / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

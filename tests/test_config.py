@@ -51,15 +51,20 @@ def test_task_overrides_only_its_own_settings():
     config = default_config()
     config["tasks"]["mr"]["finetune"] = {"learning_rate": 1e-4}
     check(config)
-    assert rc.finetune_settings(config, "mr")["learning_rate"] == 1e-4
-    assert rc.finetune_settings(config, "hedge")["learning_rate"] == 5e-5
-    assert rc.finetune_settings(config, "mr")["epochs"] == config["finetune"]["epochs"]
+    assert rc.finetune_settings(config, rc.Variant("mr", 0))["learning_rate"] == 1e-4
+    assert rc.finetune_settings(config, rc.Variant("hedge", 0))["learning_rate"] == 5e-5
+    assert rc.finetune_settings(config, rc.Variant("mr", 0))["epochs"] == config["finetune"]["epochs"]
+    frozen = rc.finetune_settings(config, rc.Variant("mr", 0, freeze=3))
+    assert frozen["freeze_layers"] == 3 and frozen["learning_rate"] == 1e-4
 
 
 def test_variants_and_probe_sets():
     config = check(default_config())
-    assert rc.variants(config) == ["base", "mr-s0", "mr-s1", "hedge-s0", "hedge-s1"]
-    assert rc.parse_variant("hedge-s1") == ("hedge", 1) and rc.parse_variant("base") is None
+    assert rc.variants(config) == ["base", "mr-s0", "mr-s1", "mr-f3-s0", "mr-f3-s1",
+                                   "hedge-s0", "hedge-s1", "hedge-f3-s0", "hedge-f3-s1"]
+    assert rc.parse_variant("hedge-s1") == rc.Variant("hedge", 1) and rc.parse_variant("base") is None
+    assert rc.parse_variant("hedge-f3-s1") == rc.Variant("hedge", 1, 3)
+    assert rc.parse_variant("my_task.v2-f10-s7").name == "my_task.v2-f10-s7"
     assert rc.probe_sets(config, "base") == ["dev-mr", "dev-hedge", "pos", "ood"]
     assert rc.probe_sets(config, "mr-s1") == ["dev-mr", "pos", "ood"]
     assert rc.pattern_files(config) == ["polarity-en-pang&lee2.csv", "tagged-en-oanc.txt", "tagged-en-wsj.txt",
