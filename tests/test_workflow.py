@@ -7,6 +7,8 @@ import h5py
 import pandas as pd
 import pytest
 
+from repshift.tables import read_tables
+
 pytestmark = pytest.mark.workflow
 
 
@@ -34,7 +36,7 @@ def test_run_produces_figures_and_tidy_table(finished):
         for name in FIGURES:
             for ext in ("png", "pdf"):
                 assert (root / f"results/figures/tiny/{task}/{name}.{ext}").stat().st_size > 1000
-    table = pd.read_csv(root / "results/tables/metrics.csv")
+    table = read_tables([root / "results/tables/metrics.csv"])
     assert set(table["variant"]) == {"base", "sent-s0", "length-s0", "sent-f1-s0", "length-f1-s0"}
     assert set(table["layer"]) == {0, 1, 2}
     for measure in ("isoscore", "pos_probe_accuracy", "pos_selectivity", "task_probe_accuracy",

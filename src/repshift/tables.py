@@ -10,6 +10,11 @@ def write_csv(frame: pd.DataFrame, out) -> None:
         frame.to_csv(tmp, index=False)
 
 
+IDENTIFIERS = {"model": str, "variant": str, "task": str, "probe": str, "model_id": str, "weights_sha256": str,
+               "code_version": str}
+
+
 def read_tables(paths) -> pd.DataFrame:
-    frames = [pd.read_csv(p) for p in paths]
+    """Tidy tables as one frame; identifier columns stay strings (a hex hash can look like a number)."""
+    frames = [pd.read_csv(p, dtype=IDENTIFIERS) for p in paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
