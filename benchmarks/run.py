@@ -1,0 +1,850 @@
+"""repshift performance, measured side by side with the alternatives in one run on this machine.
+
+    python benchmarks/run.py [--quick] [--out benchmarks/results.csv] [--only extraction,cka,...]
+
+Prints one table row per comparison (repshift, the reference, their ratio, the target, whether it holds and
+how far the values differ) and writes the same rows as CSV. Sections:
+
+  extraction  repshift.activations.extract (tokenize + forward with all hidden states + HDF5 write) in tokens/s,
+              vs the bare forward pass on the same padded batches and vs a naive one-sentence-at-a-time loop
+  cka         similarity.cka_matrix over all L x L layer pairs vs ckatorch, torch-cka and the
+              google-research feature-space formula, each looped over pairs as they require
+  rsa         similarity.rsa vs rsatoolbox (cosine RDMs, Pearson and Spearman)
+  isoscore    isotropy.isoscore vs the IsoScore package
+  probes      probing.probe_layers vs scikit-learn LogisticRegression on the same standardised features
+  memory      peak RSS of the metrics step on synthetic activation files of growing size (one subprocess each)
+  workflow    snakemake -n on configs/paper.yaml's DAG in a temporary --directory: planning, no-op, and
+              the jobs rerun after one task's setting changes
+
+--quick uses small sizes (about a minute on 2 cores); the default sizes are those of the issue
+(1,000 sentences, n = 20,000 tokens for CKA, 100k/300k/1M-token files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import gc
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "memory", "workflow")
+COLUMNS = ["section", "benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds",
+           "max_abs_diff", "max_rel_diff", "note"]
+
+
+@dataclass
+class Sizes:
+    quick: bool
+    sentences: int = 1000          # probe sentences for extraction (and the real activations reused below)
+    extract_repeat: int = 2        # best of
+    cka_n: int = 20000             # tokens for cka_matrix vs the feature-space formula
+    ckatorch_n: int = 5000         # ckatorch holds ~6 float64 n x n matrices per pair: 20,000 needs ~19 GB
+    torchcka_n: int = 1500         # torch-cka multiplies n x n matrices (O(n^3) per pair)
+    cka_dims: tuple = (384, 768)
+    rsa_n: int = 2000              # metrics.rsa_tokens default
+    iso_n: int = 8000              # metrics.max_tokens default
+    repeat: int = 3                # best of, for the fast comparisons
+    memory_sizes: tuple = (100_000, 300_000, 1_000_000)
+    memory_part: str = "metrics"
+    memory_max_tokens: int = 8000
+    reduced_dag: bool = False
+    noop_repeat: int = 3
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+def quick_sizes() -> Sizes:
+    return Sizes(quick=True, sentences=60, extract_repeat=1, cka_n=1500, ckatorch_n=1000, torchcka_n=300,
+                 rsa_n=300, iso_n=1000, repeat=1, memory_sizes=(4_000, 8_000, 16_000), memory_part="cka",
+                 memory_max_tokens=1000, reduced_dag=True, noop_repeat=1)
+
+
+def row(section, benchmark, size="", repshift=None, reference=None, unit="", ratio=None, target="", holds="",
+        max_abs_diff=None, max_rel_diff=None, note=""):
+    return {"section": section, "benchmark": benchmark, "size": size, "repshift": repshift, "reference": reference,
+            "unit": unit, "ratio": ratio, "target": target, "holds": holds, "max_abs_diff": max_abs_diff,
+            "max_rel_diff": max_rel_diff, "note": note}
+
+
+def check(value, target: str) -> str:
+    """'yes'/'no' for a target written as '>= x' or '<= x'; '' without a target."""
+    if not target or value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    op, bound = target.split()
+    return "yes" if (value >= float(bound) if op == ">=" else value <= float(bound)) else "no"
+
+
+def timed(fn, repeat: int = 1):
+    """(best wall seconds over `repeat` calls, result of the last call)."""
+    best, result = math.inf, None
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+# ---------------------------------------------------------------------------------------------- probe sentences
+
+def probe_sentences(count: int, seed: int = 0) -> tuple[list[list[str]], list[list[str]]]:
+    """POS-tagged sentences: the WSJ sample of the Pattern corpora when fetched, else generated ones."""
+    corpus = REPO / "resources" / "corpora" / "tagged-en-wsj.txt"
+    if corpus.is_file():
+        from repshift.data import read_tagged
+
+        tagged = read_tagged(corpus)
+        words, tags = tagged.words, tagged.tags
+        if len(words) >= count:
+            keep = np.sort(np.random.default_rng(seed).choice(len(words), count, replace=False))
+            return [words[i] for i in keep], [tags[i] for i in keep]
+    return generated_sentences(count, seed)
+
+
+LEXICON = {
+    "DT": "the a this that every some no another".split(),
+    "NN": "market company share price year trader bank plan report week index rate deal fund board".split(),
+    "NNS": "shares prices investors analysts sales profits bonds stocks markets results".split(),
+    "VBD": "rose fell said reported expected posted agreed declined jumped slipped".split(),
+    "JJ": "new big strong weak federal recent major higher lower quarterly".split(),
+    "IN": "in of for on at with from by after about".split(),
+    "RB": "also still only sharply slightly recently".split(),
+    "CD": "two 1989 10 million billion 3.5".split(),
+    "CC": "and but or".split(),
+}
+
+
+def generated_sentences(count: int, seed: int = 0):
+    """WSJ-like sentences (5 to 45 words) from a small tagged lexicon, for machines without the corpora."""
+    rng = np.random.default_rng(seed)
+    phrases = [["DT", "JJ", "NN"], ["DT", "NN"], ["NNS"], ["IN", "DT", "NN"], ["VBD"], ["RB", "VBD"],
+               ["CD", "NNS"], ["CC", "DT", "NNS"], ["IN", "CD"]]
+    words, tags = [], []
+    for _ in range(count):
+        target = int(np.clip(rng.gamma(4.0, 6.0), 5, 45))
+        sentence = []
+        while len(sentence) < target:
+            sentence += phrases[rng.integers(len(phrases))]
+        sentence = sentence[:target] + ["."]
+        tags.append(sentence)
+        words.append([w if t == "." else LEXICON[t][rng.integers(len(LEXICON[t]))] for w, t in
+                      zip(sentence, sentence)])
+    return words, tags
+
+
+def write_probe(path: Path, words, tags) -> Path:
+    tag_names = sorted({t for sentence in tags for t in sentence})
+    path.write_text(json.dumps({"provenance": {}, "words": words, "tags": tags, "labels": None,
+                                "tag_names": tag_names, "label_names": []}))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- 1. extraction
+
+def bare_forward(model, batches):
+    import torch
+
+    with torch.inference_mode():
+        for input_ids, mask in batches:
+            model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+
+
+def naive_loop(model, tokenizer, words, out: Path, max_length: int):
+    """Extraction as it is often written: one sentence per forward pass, numpy lists, one HDF5 write each."""
+    import h5py
+    import torch
+
+    cls, mean = [], []
+    with h5py.File(out, "w") as handle, torch.no_grad():
+        for i, sentence in enumerate(words):
+            encoded = tokenizer(sentence, is_split_into_words=True, truncation=True, max_length=max_length,
+                                return_tensors="pt")
+            hidden = model(**encoded, output_hidden_states=True).hidden_states
+            states = np.stack([h[0].numpy() for h in hidden])
+            handle.create_dataset(f"tokens/{i}", data=states)
+            cls.append(states[:, 0])
+            mean.append(states[:, 1:-1].mean(axis=1))
+        handle["sentences/cls"] = np.stack(cls, axis=1)
+        handle["sentences/mean"] = np.stack(mean, axis=1)
+
+
+def bench_extraction(sizes: Sizes, work: Path, state: dict) -> list[dict]:
+    import h5py
+    import torch
+
+    from repshift import activations
+    from repshift.models import load_encoder, load_tokenizer, resolve_model
+
+    words, tags = probe_sentences(sizes.sentences)
+    probe = write_probe(work / "probe.json", words, tags)
+    settings = {"max_length": 128, "batch_tokens": 4096, "dev_sentences": sizes.sentences}
+    torch.set_num_threads(sizes.threads)
+
+    def setup():
+        resolved = resolve_model(MODEL_ID)
+        tokenizer = load_tokenizer(resolved.path)
+        model = load_encoder(resolved.path).eval()
+        ids, word_index, _ = activations.tokenize_probe(tokenizer, words, settings["max_length"])
+        return tokenizer, model, ids, word_index
+
+    tokenizer, model, ids, word_index = setup()
+    lengths = np.array([len(x) for x in ids])
+    n_tokens = int(lengths.sum())
+    batches = []
+    for batch in activations.length_batches(lengths, settings["batch_tokens"]):
+        width = int(lengths[batch].max())
+        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row_, i in enumerate(batch):
+            input_ids[row_, : lengths[i]] = torch.as_tensor(ids[i])
+            mask[row_, : lengths[i]] = 1
+        batches.append((input_ids, mask))
+    bare_forward(model, batches[:1])  # warm-up
+
+    out = work / "extract.h5"
+    naive_out = work / "naive.h5"
+    times = {"extract": math.inf, "setup": math.inf, "bare": math.inf, "naive": math.inf}
+    for _ in range(sizes.extract_repeat):
+        for name in times:
+            gc.collect()
+            start = time.perf_counter()
+            if name == "setup":
+                setup()
+            elif name == "extract":
+                with contextlib.redirect_stdout(io.StringIO()):
+                    activations.extract({"id": MODEL_ID}, probe, out, settings, sizes.threads, {})
+            elif name == "bare":
+                bare_forward(model, batches)
+            else:
+                naive_loop(model, tokenizer, words, naive_out, settings["max_length"])
+            times[name] = min(times[name], time.perf_counter() - start)
+    torch.set_num_threads(sizes.threads)  # extract() sets it too; keep it the same for what follows
+
+    with h5py.File(out) as stored, h5py.File(naive_out) as naive:
+        sentence_of = stored["tokens/sentence_id"][:]
+        hidden = stored["tokens/hidden"][:]
+        starts = np.flatnonzero(np.r_[True, sentence_of[1:] != sentence_of[:-1]])
+        ends = np.r_[starts[1:], len(sentence_of)]
+        diff = max(float(np.abs(hidden[:, a:b] - naive[f"tokens/{sentence_of[a]}"][:]).max())
+                   for a, b in zip(starts, ends))
+    state["activations"] = out
+    rate = {name: n_tokens / seconds for name, seconds in times.items()}
+    size = f"{len(words)} sentences, {n_tokens} tokens"
+    setup_seconds = times["setup"]
+    steady = n_tokens / (times["extract"] - setup_seconds) if times["extract"] > setup_seconds else None
+    return [
+        row("extraction", "extract() vs bare forward, same batches", size, rate["extract"], rate["bare"], "tok/s",
+            rate["extract"] / rate["bare"], ">= 0.85", check(rate["extract"] / rate["bare"], ">= 0.85"),
+            note=f"threads={sizes.threads}; extract() includes model load+sha256+tokenize "
+                 f"({setup_seconds:.2f} s measured alone)"),
+        row("extraction", "extract() without setup vs bare forward", size, steady, rate["bare"], "tok/s",
+            steady / rate["bare"] if steady else None, note="extract wall minus the separately timed setup "
+                                                             "(resolve_model with sha256, load, tokenize)"),
+        row("extraction", "extract() vs naive per-sentence loop", size, rate["extract"], rate["naive"], "tok/s",
+            rate["extract"] / rate["naive"], ">= 3", check(rate["extract"] / rate["naive"], ">= 3"),
+            max_abs_diff=diff, note="diff: stored vectors vs the unpadded per-sentence forward; naive loop "
+                                    "gets its model and tokenizer preloaded"),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- 2. CKA
+
+def structured_layers(n: int, d: int, n_layers: int = 7, seed: int = 0) -> list[np.ndarray]:
+    """Random layers with a decaying spectrum, each a noisy linear map of the one before (CKA well inside (0, 1))."""
+    rng = np.random.default_rng(seed)
+    scale = 1.0 / np.sqrt(1.0 + np.arange(d))
+    x = rng.standard_normal((n, d)) * scale
+    layers = [x]
+    for _ in range(n_layers - 1):
+        mix = rng.standard_normal((d, d)) / np.sqrt(d)
+        x = 0.7 * x + 0.5 * (x @ mix) + 0.2 * rng.standard_normal((n, d)) * scale
+        layers.append(x)
+    return [a.astype(np.float32).astype(np.float64) for a in layers]
+
+
+def real_layers(state: dict, n: int, d: int):
+    """The first n stored content-token vectors of every layer of the extraction, when it ran and has enough."""
+    if d != 384:
+        return None
+    layers = stored_tokens(state, n)
+    return layers if layers is not None and layers[0].shape[0] == n and layers[0].shape[1] == d else None
+
+
+def rel_diff(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
+    ours, theirs = np.asarray(ours, float), np.asarray(theirs, float)
+    return float(np.abs(ours - theirs).max()), float((np.abs(ours - theirs) / np.abs(theirs)).max())
+
+
+def ckatorch_loop(layers):
+    import torch
+    from ckatorch.core import cka_base
+
+    tensors = [torch.from_numpy(a) for a in layers]
+    size = len(layers)
+    out = np.eye(size)
+    for i in range(size):
+        for j in range(i + 1, size):
+            out[i, j] = out[j, i] = float(cka_base(tensors[i], tensors[j], kernel="linear"))
+    return out
+
+
+def feature_loop(layers, debiased=False):
+    from references import feature_space_linear_cka
+
+    size = len(layers)
+    out = np.eye(size)
+    for i in range(size):
+        for j in range(i + 1, size):
+            out[i, j] = out[j, i] = feature_space_linear_cka(layers[i], layers[j], debiased=debiased)
+    return out
+
+
+def torchcka_matrix(layers):
+    """torch-cka's CKA.compare on one batch holding all n rows: its unbiased HSIC, i.e. debiased CKA."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch_cka import CKA
+
+    class Stored(torch.nn.Module):
+        def __init__(self, arrays):
+            super().__init__()
+            self.arrays = [torch.from_numpy(a) for a in arrays]
+            self.picks = torch.nn.ModuleList(torch.nn.Identity() for _ in arrays)
+
+        def forward(self, index):
+            for pick, array in zip(self.picks, self.arrays):
+                pick(array[index])
+
+    names = [f"picks.{i}" for i in range(len(layers))]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # its HSIC builds float32 ones vectors otherwise
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cka = CKA(Stored(layers), Stored(layers), "A", "B", names, names)
+            loader = DataLoader(TensorDataset(torch.arange(layers[0].shape[0])), batch_size=layers[0].shape[0])
+            cka.compare(loader, loader)
+        return cka.export()["CKA"].numpy()
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def bench_cka(sizes: Sizes, state: dict) -> list[dict]:
+    from repshift import similarity
+
+    rows = []
+    for d in sizes.cka_dims:
+        layers = real_layers(state, sizes.cka_n, d)
+        source = "MiniLM token vectors" if layers is not None else "structured random"
+        if layers is None:
+            layers = structured_layers(sizes.cka_n, d, seed=d)
+        L = len(layers)
+
+        ours_t, ours = timed(lambda: similarity.cka_matrix(layers), sizes.repeat)
+        ref_t, ref = timed(lambda: feature_loop(layers), max(1, sizes.repeat - 1))
+        a, r = rel_diff(ours, ref)
+        rows.append(row("cka", f"linear CKA {L}x{L}: cka_matrix vs google-research feature_space_linear_cka "
+                               f"loop ({L * (L - 1) // 2} pairs)", f"n={sizes.cka_n}, d={d}", ours_t, ref_t, "s",
+                        ref_t / ours_t, ">= 10", check(ref_t / ours_t, ">= 10"), a, r, f"{source}"))
+        ours_t, ours = timed(lambda: similarity.cka_matrix(layers, debiased=True), sizes.repeat)
+        ref_t, ref = timed(lambda: feature_loop(layers, debiased=True), max(1, sizes.repeat - 1))
+        a, r = rel_diff(ours, ref)
+        rows.append(row("cka", f"debiased CKA {L}x{L}: cka_matrix vs google-research feature-space loop",
+                        f"n={sizes.cka_n}, d={d}", ours_t, ref_t, "s", ref_t / ours_t, ">= 10",
+                        check(ref_t / ours_t, ">= 10"), a, r, source))
+
+        small = [a_[: sizes.ckatorch_n] for a_ in layers]
+        ours_t, ours = timed(lambda: similarity.cka_matrix(small), sizes.repeat)
+        ref_t, ref = timed(lambda: ckatorch_loop(small), 1)
+        a, r = rel_diff(ours, ref)
+        rows.append(row("cka", f"linear CKA {L}x{L}: cka_matrix vs ckatorch cka_base loop ({L * (L - 1) // 2} pairs)",
+                        f"n={sizes.ckatorch_n}, d={d}", ours_t, ref_t, "s", ref_t / ours_t, ">= 10",
+                        check(ref_t / ours_t, ">= 10"), a, r,
+                        f"{source}; ckatorch is Gram-based (~6 float64 n x n per pair: n=20,000 needs ~19 GB)"))
+        del small
+        gc.collect()
+
+        small = [a_[: sizes.torchcka_n] for a_ in layers]
+        ours_t, ours = timed(lambda: similarity.cka_matrix(small, debiased=True), sizes.repeat)
+        ref_t, ref = timed(lambda: torchcka_matrix(small), 1)
+        a, r = rel_diff(ours, ref)
+        rows.append(row("cka", f"debiased CKA {L}x{L}: cka_matrix vs torch-cka CKA.compare (one batch)",
+                        f"n={sizes.torchcka_n}, d={d}", ours_t, ref_t, "s", ref_t / ours_t, ">= 10",
+                        check(ref_t / ours_t, ">= 10"), a, r,
+                        f"{source}; torch-cka forms K @ L (O(n^3)) for all {L * L} pairs"))
+        del layers, small
+        gc.collect()
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- 3. RSA, IsoScore, probes
+
+def stored_tokens(state: dict, n: int):
+    """The first n content-token vectors (no [CLS]/[SEP]) of every layer of the extraction, as float64."""
+    path = state.get("activations")
+    if path is None:
+        return None
+    from repshift.activations import Activations
+
+    with Activations(path) as act:
+        rows_ = np.flatnonzero(~act.token_meta("special"))[:n]
+        return [act.tokens(layer, rows_).astype(np.float64) for layer in range(act.n_layers)]
+
+
+def rsatoolbox_rsa(X, Y, method):
+    from rsatoolbox.data import Dataset
+    from rsatoolbox.rdm import calc_rdm, compare
+
+    rdms = [calc_rdm(Dataset(Z / np.linalg.norm(Z, axis=1, keepdims=True)), method="euclidean") for Z in (X, Y)]
+    return float(compare(rdms[0], rdms[1], method={"pearson": "corr", "spearman": "spearman"}[method])[0, 0])
+
+
+def bench_rsa(sizes: Sizes, state: dict) -> list[dict]:
+    from repshift import similarity
+
+    layers = stored_tokens(state, sizes.rsa_n) or structured_layers(sizes.rsa_n, 384)
+    n = layers[0].shape[0]
+    pairs = list(zip(layers[:-1], layers[1:]))
+    rows = []
+    for method in ("pearson", "spearman"):
+        ours_t, ours = timed(lambda: [similarity.rsa(x, y, method) for x, y in pairs], sizes.repeat)
+        ref_t, ref = timed(lambda: [rsatoolbox_rsa(x, y, method) for x, y in pairs], sizes.repeat)
+        a, r = rel_diff(ours, ref)
+        rows.append(row("rsa", f"RSA {method}, layer l vs l+1 ({len(pairs)} pairs): similarity.rsa vs rsatoolbox",
+                        f"n={n}, d={layers[0].shape[1]}", ours_t, ref_t, "s", ref_t / ours_t, "", "", a, r,
+                        "rsatoolbox: squared-euclidean RDM of unit rows (= 2 - 2 cos), compare corr/spearman"))
+    return rows
+
+
+def bench_isoscore(sizes: Sizes, state: dict) -> list[dict]:
+    from IsoScore import IsoScore
+
+    from repshift import isotropy
+
+    layers = stored_tokens(state, sizes.iso_n) or structured_layers(sizes.iso_n, 384)
+    ours_t, ours = timed(lambda: [isotropy.isoscore(x) for x in layers], sizes.repeat)
+    ref_t, ref = timed(lambda: [float(IsoScore.IsoScore(x)) for x in layers], sizes.repeat)
+    a, r = rel_diff(ours, ref)
+    return [row("isoscore", f"IsoScore, {len(layers)} layers: isotropy.isoscore vs IsoScore 2.0.1",
+                f"n={layers[0].shape[0]}, d={layers[0].shape[1]}", ours_t, ref_t, "s", ref_t / ours_t, "", "", a, r)]
+
+
+def sklearn_probe_layers(layers, labels, train, test, l2=1e-3, max_iter=200):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    accuracies = []
+    for X in layers:
+        scaler = StandardScaler().fit(X[train])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = LogisticRegression(C=1.0 / (l2 * len(train)), max_iter=max_iter)
+            model.fit(scaler.transform(X[train]), labels[train])
+        accuracies.append(float(np.mean(model.predict(scaler.transform(X[test])) == labels[test])))
+    return np.array(accuracies)
+
+
+def bench_probes(sizes: Sizes, state: dict) -> list[dict]:
+    from repshift import probing
+    from repshift.activations import Activations
+
+    path = state.get("activations")
+    if path is None:
+        return [row("probes", "POS probe, all layers", note="skipped: needs the extraction section")]
+    with Activations(path) as act:
+        rows_, starts = act.words()
+        tags = act.token_meta("pos_tag")[rows_][starts]
+        sentence = act.token_meta("sentence_id")[rows_][starts]
+        words = [act.word_vectors(layer) for layer in range(act.n_layers)]
+    train, test = probing.split_indices(len(tags), 0.25, 0, groups=sentence)
+    ours_t, ours = timed(lambda: probing.probe_layers(words, tags, train, test, seed=0), 1)
+    ref_t, ref = timed(lambda: sklearn_probe_layers(words, tags, train, test), 1)
+    a, r = rel_diff(ours, ref)
+    return [row("probes", f"POS probe, {len(words)} layers: probing.probe_layers vs sklearn LogisticRegression",
+                f"{len(tags)} words ({len(train)} train), d={words[0].shape[1]}, {len(np.unique(tags))} tags",
+                ours_t, ref_t, "s", ref_t / ours_t, "", "", a, r,
+                f"accuracies: repshift {np.round(ours, 3).tolist()}, sklearn {np.round(ref, 3).tolist()}; "
+                "same objective (C = 1/(l2 n_train)), max_iter 200 each")]
+
+
+# ---------------------------------------------------------------------------------------------- 4. memory
+
+def metrics_settings(max_tokens: int) -> dict:
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    properties = schema["properties"]["metrics"]["properties"]
+    settings = {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+    settings["max_tokens"] = max_tokens
+    return settings
+
+
+def make_activation_file(path: Path, n_tokens: int, d: int = 384, n_layers: int = 7, seed: int = 0,
+                         sentence_tokens: int = 25) -> Path:
+    """A file in repshift's extraction format (activations._create's chunking and compression), written in blocks."""
+    import h5py
+
+    from repshift import activations
+
+    rng = np.random.default_rng(seed)
+    n_sent = math.ceil(n_tokens / sentence_tokens)
+    lengths = np.full(n_sent, sentence_tokens)
+    lengths[-1] = n_tokens - sentence_tokens * (n_sent - 1)
+    sentence_id = np.repeat(np.arange(n_sent), lengths).astype(np.int32)
+    position = np.arange(n_tokens) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    word_index = np.where((position == 0) | (position == np.repeat(lengths, lengths) - 1), -1, position - 1)
+    block = 16 * activations.CHUNK_ROWS
+    pool_rows = 2 * block
+    scale = (1.0 / np.sqrt(1.0 + np.arange(d))).astype(np.float32)
+    pool = [rng.standard_normal((pool_rows, d)).astype(np.float32) * scale + 0.5 * scale]
+    for _ in range(n_layers - 1):
+        mix = (rng.standard_normal((d, d)) / np.sqrt(d)).astype(np.float32)
+        pool.append(0.7 * pool[-1] + 0.5 * pool[-1] @ mix
+                    + 0.2 * rng.standard_normal((pool_rows, d)).astype(np.float32) * scale)
+    with h5py.File(path, "w") as handle:
+        hidden = activations._create(handle, "tokens/hidden", (n_layers, n_tokens, d), "float32")
+        for kind in ("cls", "mean"):
+            sentences = activations._create(handle, f"sentences/{kind}", (n_layers, n_sent, d), "float32")
+            for layer in range(n_layers):
+                for start in range(0, n_sent, block):
+                    stop = min(start + block, n_sent)
+                    sentences[layer, start:stop] = pool[layer][start % block: start % block + stop - start]
+        for layer in range(n_layers):
+            for number, start in enumerate(range(0, n_tokens, block)):
+                stop = min(start + block, n_tokens)
+                offset = (number * 4099) % block
+                hidden[layer, start:stop] = pool[layer][offset: offset + stop - start]
+        handle["tokens/sentence_id"] = sentence_id
+        handle["tokens/word_index"] = word_index.astype(np.int32)
+        handle["tokens/piece_id"] = (rng.zipf(1.3, n_tokens) % 30000).astype(np.int32)
+        handle["tokens/special"] = word_index < 0
+        handle["tokens/pos_tag"] = np.full(n_tokens, -1, dtype=np.int16)
+        handle["sentences/sentence_id"] = np.arange(n_sent, dtype=np.int32)
+        handle["sentences/label"] = np.full(n_sent, -1, dtype=np.int32)
+        handle["sentences/n_tokens"] = lengths.astype(np.int32)
+        handle.attrs.update({
+            "format_version": activations.FORMAT_VERSION,
+            "provenance": json.dumps({"model_id": "synthetic", "weights_sha256": "0" * 64, "n_layers": n_layers,
+                                      "hidden_size": d, "dtype": "float32"}),
+            "tag_names": "[]", "label_names": "[]", "complete": True,
+        })
+    return path
+
+
+def high_water_kib() -> int:
+    """Peak resident set of this process's own address space since exec (VmHWM), in KiB.
+
+    getrusage(RUSAGE_SELF).ru_maxrss is not that: Linux carries the parent's peak across fork/vfork + exec,
+    so a child started by a big parent reports at least the parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def memory_child(path: str, part: str, settings_json: str) -> None:
+    """Run in a subprocess: the metrics step (or its CKA part) on one file; print what it took."""
+    start = time.perf_counter()
+    from repshift import metrics, similarity
+    from repshift.activations import Activations
+
+    settings = json.loads(settings_json)
+    floor = high_water_kib()
+    if part == "metrics":
+        identity = {"model": "synthetic", "variant": "base", "task": "", "seed": "", "probe": "synthetic",
+                    "code_version": "benchmark"}
+        with contextlib.redirect_stdout(io.StringIO()):
+            metrics.layer_metrics(path, Path(path).with_suffix(".csv"), settings, identity)
+    else:
+        with Activations(path) as act:
+            index = metrics.token_sample(act, settings["max_tokens"], settings["seed"])
+            tokens = metrics._layers(act, "token", index)
+        for debiased in (False, True):
+            similarity.cka_matrix(tokens, debiased=debiased)
+    print(json.dumps({"import_kib": floor, "peak_kib": high_water_kib(), "seconds": time.perf_counter() - start}))
+
+
+# The launcher between this (large) process and the measured child: a small python whose
+# getrusage(RUSAGE_CHILDREN) is the child's peak RSS, not inflated by this process's own peak.
+LAUNCHER = """
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+if done.returncode:
+    sys.exit(done.stderr[-3000:])
+report = json.loads(done.stdout.strip().splitlines()[-1])
+report["rusage_children_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps(report))
+"""
+
+
+def run_measured(command: list[str]) -> dict:
+    """Run `command` (which prints a JSON line) through the launcher; add the child's peak RSS from getrusage."""
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} ... failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(sizes: Sizes, work: Path) -> list[dict]:
+    settings = metrics_settings(sizes.memory_max_tokens)
+    results = []
+    for n in sizes.memory_sizes:
+        path = work / f"synthetic-{n}.h5"
+        make_time, _ = timed(lambda: make_activation_file(path, n))
+        report = run_measured([sys.executable, str(Path(__file__).resolve()), "--memory-child", str(path),
+                               sizes.memory_part, json.dumps(settings)])
+        results.append((n, report["rusage_children_kib"], report, path.stat().st_size, make_time))
+        path.unlink()
+        for extra in path.parent.glob(f"{path.stem}*"):
+            extra.unlink()
+    rows = []
+    smallest = results[0][1]
+    what = ("layer_metrics (isotropy suite + token and [CLS] CKA; no tags or labels, so no probes)"
+            if sizes.memory_part == "metrics" else "token_sample + token layers + linear and debiased cka_matrix")
+    for n, peak_kb, report, file_bytes, make_time in results:
+        rows.append(row("memory", f"peak RSS of {what}", f"n={n:,} tokens x 7 layers x 384 "
+                                                          f"({file_bytes / 2**30:.2f} GiB file)",
+                        peak_kb / 1024, smallest / 1024, "MiB", peak_kb / smallest, "<= 1.25",
+                        check(peak_kb / smallest, "<= 1.25"),
+                        note=f"max_tokens={sizes.memory_max_tokens}; ratio = peak / peak at the smallest n; "
+                             f"getrusage(RUSAGE_CHILDREN) of a small launcher; VmHWM {report['peak_kib'] / 1024:.0f} "
+                             f"MiB, after imports {report['import_kib'] / 1024:.0f} MiB; step {report['seconds']:.1f} s"))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- 5. workflow
+
+def parse_dry_run(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(rule, wildcards) of every planned job, and every output path, from a `snakemake -n` log."""
+    jobs, outputs, rule = [], [], None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("rule ") and stripped.endswith(":"):
+            if rule is not None:
+                jobs.append((rule, ""))
+            rule = stripped[5:-1]
+        elif stripped.startswith("output:"):
+            outputs += [p.strip() for p in stripped.removeprefix("output:").split(",") if p.strip()]
+        elif stripped.startswith("wildcards:") and rule is not None:
+            jobs.append((rule, stripped.removeprefix("wildcards:").strip()))
+            rule = None
+    if rule is not None:
+        jobs.append((rule, ""))
+    return jobs, outputs
+
+
+def bench_workflow(sizes: Sizes, work: Path) -> list[dict]:
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
+    label = "configs/paper.yaml"
+    if sizes.reduced_dag:
+        config["models"] = dict(list(config["models"].items())[:1])
+        config["tasks"] = dict(list(config["tasks"].items())[:2])
+        config["seeds"] = config["seeds"][:1]
+        config["ablations"]["freeze_layers"] = []
+        label += " reduced to 1 model, 2 tasks, 1 seed, no ablation"
+    directory = work / "paper"
+    directory.mkdir()
+
+    def write(cfg):
+        (directory / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def snakemake(*args):
+        command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(directory),
+                   "--cores", str(sizes.threads), "--workflow-profile", "none", *args]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=work)
+        if done.returncode != 0:
+            raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        return done.stdout + done.stderr
+
+    write(config)
+    plan_t, text = timed(lambda: snakemake("-n"))
+    jobs, outputs = parse_dry_run(text)
+    total = len(jobs)
+    for output in outputs:
+        target = directory / output
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+    touch_t, _ = timed(lambda: snakemake("--touch", "--forceall", "--quiet"))
+    noop_t, text = timed(lambda: snakemake("-n"), sizes.noop_repeat)
+    noop = "Nothing to be done" in text
+
+    task = next(iter(config["tasks"]))
+    changed = json.loads(json.dumps(config))
+    rate = config.get("finetune", {}).get("learning_rate", 2e-5)
+    changed["tasks"][task]["finetune"] = {"learning_rate": rate * 2}
+    write(changed)
+    try:
+        rerun, _ = parse_dry_run(snakemake("-n"))
+    finally:
+        write(config)
+    seeds, freeze = len(config["seeds"]), len(config.get("ablations", {}).get("freeze_layers", []))
+    variants = seeds * (1 + freeze)
+    probes = 1 + len(config.get("probes", {}))
+    models = len(config["models"])
+    expected = models * variants * (2 + 3 * probes) + models + 3
+    only_task = all(task in wildcards for rule, wildcards in rerun if rule not in ("all", "table", "claims"))
+    minimal = len(rerun) == expected and only_task
+    return [
+        row("workflow", "snakemake -n planning every job (nothing built yet)", f"{label}: {total} jobs", plan_t,
+            None, "s"),
+        row("workflow", "snakemake -n with every output up to date (no-op)", f"{label}: {total} jobs", noop_t, None,
+            "s", holds="yes" if noop else "no", note="holds = it reported 'Nothing to be done'; outputs made by "
+                                                     f"--touch --forceall ({touch_t:.0f} s)"),
+        row("workflow", f"jobs rerun after tasks.{task}.finetune.learning_rate changes", f"{label}: {total} jobs",
+            len(rerun), total, "jobs", len(rerun) / total, f"<= {expected / total:.4f}", "yes" if minimal else "no",
+            note=f"minimal set = {expected} ({task}'s fine-tune, layer-drop, extract, metrics, compare and figure "
+                 f"jobs + table, claims, all); every rerun job is {task}'s: {only_task}"),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- table
+
+def fmt(value) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value == 0:
+            return "0"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 0.01:
+            return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
+        return f"{value:.1e}"
+    return str(value)
+
+
+def print_table(rows: list[dict], stream=sys.stdout) -> None:
+    shown = ["benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds", "max_abs_diff",
+             "max_rel_diff"]
+    cells = [[fmt(r[c]) for c in shown] for r in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(shown)]
+    widths[0] = min(widths[0], 90)
+    print("  ".join(c.ljust(w) for c, w in zip(shown, widths)), file=stream)
+    print("  ".join("-" * w for w in widths), file=stream)
+    for line in cells:
+        print("  ".join(c.ljust(w) if i < 2 or i == 4 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))),
+              file=stream)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
+
+
+def loadavg() -> str:
+    """1-minute load average (other processes on the machine skew every timing)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def machine() -> str:
+    import platform
+
+    import torch
+
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+            f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+
+
+def run(sizes: Sizes, sections=SECTIONS, work: Path | None = None, log=sys.stdout) -> list[dict]:
+    state: dict = {}
+    rows: list[dict] = []
+    owned = work is None
+    work = Path(tempfile.mkdtemp(prefix="repshift-bench-")) if owned else Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    steps = {
+        "extraction": lambda: bench_extraction(sizes, work, state),
+        "cka": lambda: bench_cka(sizes, state),
+        "rsa": lambda: bench_rsa(sizes, state),
+        "isoscore": lambda: bench_isoscore(sizes, state),
+        "probes": lambda: bench_probes(sizes, state),
+        "memory": lambda: bench_memory(sizes, work),
+        "workflow": lambda: bench_workflow(sizes, work),
+    }
+    try:
+        for name in SECTIONS:
+            if name in sections:
+                start = time.perf_counter()
+                load = loadavg()
+                new = steps[name]()
+                load = f"load average {load} -> {loadavg()}"
+                for r in new:
+                    r["note"] = f"{r['note']}; {load}" if r["note"] else load
+                rows += new
+                print(f"[{name}: {time.perf_counter() - start:.1f} s, {load}]", file=log, flush=True)
+    finally:
+        if owned:
+            shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
+    parser.add_argument("--out", type=Path, default=HERE / "results.csv", help="CSV of the table")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--workdir", type=Path, help="keep scratch files here (default: a temp dir, removed)")
+    parser.add_argument("--memory-child", nargs=3, metavar=("FILE", "PART", "SETTINGS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return 0
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    sizes = quick_sizes() if args.quick else Sizes(quick=False)
+    import torch
+
+    torch.set_num_threads(sizes.threads)
+    start = time.perf_counter()
+    rows = run(sizes, sections, args.workdir)
+    print(f"\nrepshift benchmarks{' (--quick)' if args.quick else ''} on {machine()}; "
+          f"total {time.perf_counter() - start:.0f} s\n")
+    print_table(rows)
+    write_csv(rows, args.out)
+    print(f"\nwritten: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

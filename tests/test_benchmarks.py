@@ -1,0 +1,108 @@
+"""The benchmark script in --quick mode: every row is there and repshift's values agree with the references.
+
+No timing is asserted: the ratios depend on the machine; benchmarks/run.py prints them.
+"""
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+pytest.importorskip("ckatorch")
+pytest.importorskip("torch_cka")
+pytest.importorskip("rsatoolbox")
+pytest.importorskip("IsoScore")
+
+import run  # noqa: E402  (benchmarks/run.py)
+
+EXPECTED = {"extraction": 3, "cka": 8, "rsa": 2, "isoscore": 1, "probes": 1, "memory": 3, "workflow": 3}
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """benchmarks/run.py --quick, run once through its command line; the CSV it writes, as dicts."""
+    work = tmp_path_factory.mktemp("bench")
+    out = work / "results.csv"
+    assert run.main(["--quick", "--out", str(out), "--workdir", str(work / "scratch")]) == 0
+    with open(out, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def number(value: str) -> float:
+    return float(value) if value not in ("", None) else math.nan
+
+
+def rows_of(table, section):
+    return [r for r in table if r["section"] == section]
+
+
+def test_table_has_every_row_with_numbers(table):
+    assert list(table[0]) == run.COLUMNS
+    for section, count in EXPECTED.items():
+        rows = rows_of(table, section)
+        assert len(rows) == count, (section, [r["benchmark"] for r in rows])
+        for r in rows:
+            assert number(r["repshift"]) > 0, r
+
+
+def test_cka_matches_every_reference_to_1e_6(table):
+    rows = rows_of(table, "cka")
+    assert {r["size"].split(", d=")[1] for r in rows} == {"384", "768"}
+    for r in rows:
+        assert number(r["max_rel_diff"]) < 1e-6, r
+        assert number(r["ratio"]) > 0, r
+
+
+def test_rsa_isoscore_probes_agree(table):
+    for r in rows_of(table, "rsa"):
+        assert number(r["max_rel_diff"]) < 1e-6, r  # the tolerance tests/test_similarity.py states for rsatoolbox
+    (iso,) = rows_of(table, "isoscore")
+    assert number(iso["max_rel_diff"]) < 1e-5, iso  # IsoScore 2.0.1 takes sqrt(d) of an integer tensor in float32
+    (probe,) = rows_of(table, "probes")
+    assert number(probe["max_abs_diff"]) <= 0.05, probe  # accuracy; same objective, float32 L-BFGS vs sklearn
+
+
+def test_extraction_stores_what_a_plain_forward_gives(table):
+    rows = rows_of(table, "extraction")
+    assert number(rows[2]["max_abs_diff"]) < 1e-3, rows[2]
+    assert all(number(r["reference"]) > 0 for r in rows)
+
+
+def test_memory_rows_cover_three_sizes(table):
+    rows = rows_of(table, "memory")
+    sizes = [int(r["size"].split(" tokens")[0].removeprefix("n=").replace(",", "")) for r in rows]
+    assert sizes == sorted(sizes) and len(set(sizes)) == 3
+    assert number(rows[0]["ratio"]) == 1.0
+
+
+def test_workflow_noop_and_minimal_rerun(table):
+    plan, noop, rerun = rows_of(table, "workflow")
+    assert noop["holds"] == "yes", noop
+    assert rerun["holds"] == "yes", rerun
+    assert 0 < number(rerun["repshift"]) < number(rerun["reference"])
+
+
+def test_parse_dry_run_reads_jobs_and_outputs():
+    text = """
+rule finetune:
+    input: results/data/tasks/a.json
+    output: results/models/m/a-s0/model.safetensors, results/models/m/a-s0/config.json
+    wildcards: model=m, finetuned=a-s0
+rule all:
+    input: x
+"""
+    jobs, outputs = run.parse_dry_run(text)
+    assert jobs == [("finetune", "model=m, finetuned=a-s0"), ("all", "")]
+    assert outputs == ["results/models/m/a-s0/model.safetensors", "results/models/m/a-s0/config.json"]
+
+
+def test_check_reads_targets():
+    assert run.check(0.9, ">= 0.85") == "yes"
+    assert run.check(2.0, ">= 3") == "no"
+    assert run.check(1.3, "<= 1.25") == "no"
+    assert run.check(None, ">= 1") == ""
