@@ -14,6 +14,9 @@ from .provenance import atomic_path
 
 FORMAT_VERSION = 1
 CHUNK_ROWS = 2048
+DATASETS = {"tokens": ("hidden", "sentence_id", "word_index", "piece_id", "special", "pos_tag"),
+            "sentences": ("cls", "mean", "sentence_id", "label", "n_tokens")}
+LAYERED = ("tokens/hidden", "sentences/cls", "sentences/mean")
 
 
 def tokenize_probe(tokenizer, words: list[list[str]], max_length: int):
@@ -71,7 +74,7 @@ class _Writer(threading.Thread):
 def _create(handle, name, shape, dtype):
     chunks = (1, min(CHUNK_ROWS, shape[1]), shape[2]) if len(shape) == 3 else None
     return handle.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
-                                 compression="lzf" if chunks else None)
+                                 compression="lzf" if chunks else None, fletcher32=bool(chunks))
 
 
 def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, provenance: dict):
@@ -162,21 +165,51 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
 
 
 class Activations:
-    """Read access to one extraction file: layer matrices, token and sentence metadata, provenance."""
+    """Read access to one extraction file: layer matrices, token and sentence metadata, provenance.
 
-    def __init__(self, path):
+    The file is refused, in one line naming it and the rule that remakes it, when it is unreadable, incomplete,
+    inconsistent, corrupt (checksummed chunks), holds non-finite activations, or when its provenance differs
+    from `expect` (provenance key -> the value the consuming step requires).
+    """
+
+    def __init__(self, path, expect: dict | None = None):
         self.path = Path(path)
         try:
             self._h = h5py.File(self.path, "r")
         except OSError as exc:
-            raise UserError(f"{self.path}: not a readable HDF5 file ({exc}); delete it and rerun the "
-                            "extract rule that makes it") from None
-        if self._h.attrs.get("format_version") != FORMAT_VERSION or not self._h.attrs.get("complete"):
-            raise UserError(f"{self.path}: incomplete or unknown format; delete it and rerun the extract rule")
-        self.provenance = json.loads(self._h.attrs["provenance"])
-        self.tag_names = json.loads(self._h.attrs["tag_names"])
-        self.label_names = json.loads(self._h.attrs["label_names"])
-        self.n_layers = self._h["tokens/hidden"].shape[0]
+            self._refuse(f"not a readable HDF5 file ({exc})")
+        try:
+            self._check(expect or {})
+        except Exception:
+            self._h.close()
+            raise
+
+    def _refuse(self, reason: str, remedy: str = "delete it and rerun the extract rule that makes it"):
+        raise UserError(f"{self.path}: {reason}; {remedy}") from None
+
+    def _check(self, expect: dict) -> None:
+        attrs = self._h.attrs
+        if attrs.get("format_version") != FORMAT_VERSION or not attrs.get("complete"):
+            self._refuse("incomplete or unknown format")
+        try:
+            self.provenance = json.loads(attrs["provenance"])
+            self.tag_names = json.loads(attrs["tag_names"])
+            self.label_names = json.loads(attrs["label_names"])
+            shapes = {f"{group}/{name}": self._h[f"{group}/{name}"].shape
+                      for group, names in DATASETS.items() for name in names}
+        except (KeyError, ValueError, OSError) as exc:
+            self._refuse(f"damaged metadata ({type(exc).__name__}: {exc})")
+        rows = {group: shapes[f"{group}/sentence_id"][0] for group in DATASETS}
+        for name, shape in shapes.items():
+            group = name.split("/")[0]
+            wanted = ((self.provenance.get("n_layers"), rows[group], self.provenance.get("hidden_size"))
+                      if name in LAYERED else (rows[group],))
+            if shape != wanted:
+                self._refuse(f"{name} has shape {shape}, the provenance and the other datasets say {wanted}")
+        for key, value in expect.items():
+            if self.provenance.get(key) != value:
+                self._refuse(f"provenance {key} is {self.provenance.get(key)!r}, expected {value!r}")
+        self.n_layers = shapes["tokens/hidden"][0]
 
     def __enter__(self):
         return self
@@ -184,15 +217,25 @@ class Activations:
     def __exit__(self, *exc):
         self._h.close()
 
+    def _read(self, name: str, layer: int | None = None) -> np.ndarray:
+        try:
+            values = self._h[name][:] if layer is None else self._h[name][layer]
+        except OSError as exc:
+            self._refuse(f"corrupt data in {name} ({exc})")
+        if layer is not None and not np.isfinite(values).all():
+            self._refuse(f"non-finite activations in {name} layer {layer}",
+                         "the model diverged: check its finetune log, then rerun finetune and extract")
+        return values
+
     def token_meta(self, name: str) -> np.ndarray:
-        return self._h[f"tokens/{name}"][:]
+        return self._read(f"tokens/{name}")
 
     def sentence_meta(self, name: str) -> np.ndarray:
-        return self._h[f"sentences/{name}"][:]
+        return self._read(f"sentences/{name}")
 
     def tokens(self, layer: int, index: np.ndarray | None = None) -> np.ndarray:
         """Layer `layer`'s token matrix (n_tokens x d), optionally only the rows in `index`."""
-        values = self._h["tokens/hidden"][layer]
+        values = self._read("tokens/hidden", layer)
         return values if index is None else values[index]
 
     def words(self) -> tuple[np.ndarray, np.ndarray]:
@@ -210,4 +253,4 @@ class Activations:
 
     def sentences(self, layer: int, kind: str = "cls") -> np.ndarray:
         """Layer `layer`'s sentence matrix: [CLS] vectors (`cls`) or mean of word pieces (`mean`)."""
-        return self._h[f"sentences/{kind}"][layer]
+        return self._read(f"sentences/{kind}", layer)

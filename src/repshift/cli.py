@@ -19,8 +19,8 @@ def _steps():
         "finetune": lambda a: finetune.finetune(a.model, a.task, a.out, a.seed, a.settings, a.threads, a.provenance),
         "layer-drop": lambda a: finetune.layer_drop(a.model["id"], a.task, a.out, a.settings, a.threads, a.provenance),
         "extract": lambda a: activations.extract(a.model, a.probe, a.out, a.settings, a.threads, a.provenance),
-        "metrics": lambda a: metrics.layer_metrics(a.activations[0], a.out, a.settings, a.provenance),
-        "compare": lambda a: metrics.compare_metrics(*a.activations, a.out, a.settings, a.provenance),
+        "metrics": lambda a: metrics.layer_metrics(a.activations[0], a.out, a.settings, a.provenance, a.weights),
+        "compare": lambda a: metrics.compare_metrics(*a.activations, a.weights, a.out, a.settings, a.provenance),
         "figures": lambda a: figures.study_figures(
             tables.read_tables(a.tables), tables.read_tables(a.comparisons), tables.read_tables(a.layerdrop),
             claims.read_training(a.training), a.dest, a.title),
@@ -40,6 +40,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--task")
     p.add_argument("--probe")
     p.add_argument("--activations", nargs="*", default=[])
+    p.add_argument("--weights", nargs="?", help="the fine-tuned model.safetensors the activations must come from")
     p.add_argument("--tables", nargs="*", default=[])
     p.add_argument("--comparisons", nargs="*", default=[])
     p.add_argument("--layerdrop", nargs="*", default=[])

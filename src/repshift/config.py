@@ -1,5 +1,7 @@
 """Configuration: schema validation with one-line errors, defaults, and the derived DAG vocabulary."""
 
+import copy
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,18 @@ def _fill_defaults(validator, properties, instance, schema):
     yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
 
 
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": _fill_defaults})
+def _one_of(validator, branches, instance, schema):
+    """oneOf that fills the defaults of the one matching branch only (each branch is tried on a copy)."""
+    matching = [branch for branch in branches if not any(validator.descend(copy.deepcopy(instance), branch))]
+    if len(matching) == 1:
+        yield from validator.descend(instance, matching[0])
+    else:
+        yield from jsonschema.Draft202012Validator.VALIDATORS["oneOf"](validator, branches, copy.deepcopy(instance),
+                                                                       schema)
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator,
+                                          {"properties": _fill_defaults, "oneOf": _one_of})
 
 
 def _describe(error) -> str:
@@ -33,16 +46,33 @@ def _describe(error) -> str:
     return f"config key {key}: {error.message}"
 
 
+def _non_finite(value, key=()):
+    """(key path, value) of the first NaN or infinite number in a config, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return next((found for k, v in items if (found := _non_finite(v, (*key, k))) is not None), None)
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def check_config(config: dict, schema_path) -> dict:
     """Validate `config` against the schema in place (filling defaults); raise UserError naming the bad key."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     error = jsonschema.exceptions.best_match(_Validator(schema).iter_errors(config))
     if error is not None:
         raise UserError(_describe(error))
+    if (found := _non_finite(config)) is not None:
+        raise UserError(f"config key {'.'.join(map(str, found[0]))}: {found[1]} is not a finite number")
     for group in ("tasks", "probes"):
         for name, entry in config[group].items():
             source = entry["source"]
-            if source["kind"] == "local" and not Path(source["path"]).exists():
+            if source["kind"] == "local" and not _exists(source["path"]):
                 raise UserError(f"config key {group}.{name}.source.path: {source['path']} does not exist")
     clash = {f"dev-{t}" for t in config["tasks"]} & set(config["probes"])
     if clash:

@@ -110,18 +110,37 @@ def _require(path: Path) -> Path:
     return path
 
 
+def _read_text(path) -> str:
+    """A UTF-8 file's text without a byte-order mark; invalid UTF-8 is refused naming its line and byte."""
+    data = _require(Path(path)).read_bytes()
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{path}:{line}: invalid UTF-8 at byte {exc.start} ({exc.reason}); "
+                        "save the file as UTF-8") from None
+
+
+def _csv_rows(path, text: str):
+    """(line, fields) of every non-blank CSV record; a malformed record is refused naming its line."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        yield from ((reader.line_num, fields) for fields in reader if fields)
+    except csv.Error as exc:
+        raise UserError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+
+
 def read_tagged(path) -> Corpus:
     """One sentence a line, tokens `word/TAG` split on the last slash."""
     words, tags = [], []
-    with open(_require(Path(path)), encoding="utf-8") as handle:
-        for row, line in enumerate(handle, 1):
-            pairs = [token.rpartition("/") for token in line.split()]
-            if not pairs:
-                continue
-            if any(not word or not tag for word, _, tag in pairs):
-                raise UserError(f"{path}:{row}: a token is not of the form word/TAG")
-            words.append([word for word, _, _ in pairs])
-            tags.append([tag for _, _, tag in pairs])
+    for row, line in enumerate(_read_text(path).split("\n"), 1):
+        pairs = [token.rpartition("/") for token in line.split()]
+        if not pairs:
+            continue
+        if any(not word or not tag for word, _, tag in pairs):
+            raise UserError(f"{path}:{row}: a token is not of the form word/TAG")
+        words.append([word for word, _, _ in pairs])
+        tags.append([tag for _, _, tag in pairs])
     return Corpus(words=words, tags=tags)
 
 
@@ -130,9 +149,13 @@ def _labeled(path, rows) -> Corpus:
     for row, (text, label) in rows:
         if text is None or not str(text).strip():
             raise UserError(f"{path}:{row}: empty text")
+        if not isinstance(text, str):
+            raise UserError(f"{path}:{row}: the text is a {type(text).__name__}, not a string")
         if label is None or str(label).strip() == "":
             raise UserError(f"{path}:{row}: empty label")
-        words.append(str(text).split())
+        if isinstance(label, (list, dict)):
+            raise UserError(f"{path}:{row}: the label is a {type(label).__name__}, not a single value")
+        words.append(text.split())
         labels.append(str(label).strip())
     if not words:
         raise UserError(f"{path}: no examples")
@@ -141,23 +164,39 @@ def _labeled(path, rows) -> Corpus:
 
 def read_pattern_csv(path) -> Corpus:
     """Pattern's corpora: no header, rows (label, text), UTF-8 with a byte-order mark."""
-    with open(_require(Path(path)), encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.reader(handle))
-    for row, fields in enumerate(rows, 1):
+    rows = list(_csv_rows(path, _read_text(path)))
+    for row, fields in rows:
         if len(fields) != 2:
             raise UserError(f"{path}:{row}: expected 2 columns (label, text), found {len(fields)}")
-    return _labeled(path, ((row, (f[1], f[0])) for row, f in enumerate(rows, 1)))
+    return _labeled(path, ((row, (f[1], f[0])) for row, f in rows))
+
+
+def _json_record(path, row: int, line: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{row}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path}:{row}: a JSON {type(record).__name__}, not an object with named columns")
+    return record
 
 
 def read_table(path, text_column: str, label_column: str) -> Corpus:
     """Local CSV (header row) or JSON-lines file with named text and label columns."""
-    path = _require(Path(path))
+    path, text = Path(path), _read_text(path)
     if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as handle:
-            records = [(row, json.loads(line)) for row, line in enumerate(handle, 1) if line.strip()]
+        records = [(row, _json_record(path, row, line)) for row, line in enumerate(text.split("\n"), 1)
+                   if line.strip()]
     else:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            records = list(enumerate(csv.DictReader(handle), 2))
+        rows = _csv_rows(path, text)
+        _, header = next(rows, (0, None))
+        if header is None:
+            raise UserError(f"{path}: empty file; a CSV needs a header row naming its columns")
+        records = []
+        for row, fields in rows:
+            if len(fields) != len(header):
+                raise UserError(f"{path}:{row}: expected {len(header)} columns as in the header, found {len(fields)}")
+            records.append((row, dict(zip(header, fields))))
     for row, record in records:
         missing = {text_column, label_column} - set(record)
         if missing:
@@ -165,12 +204,23 @@ def read_table(path, text_column: str, label_column: str) -> Corpus:
     return _labeled(path, ((row, (r[text_column], r[label_column])) for row, r in records))
 
 
+def _class_name(names: list[str] | None, value, where: str, row: int, column: str):
+    """A class-label column's value as its name; a value outside the classes (-1: unlabelled) is refused."""
+    if names is None:
+        return value
+    if not 0 <= value < len(names):
+        raise UserError(f"{where}: row {row}: {column} {value} is not one of the {len(names)} classes "
+                        f"({', '.join(names)}); -1 marks an unlabelled example: use a labelled split")
+    return names[value]
+
+
 def _tagged_dataset(dataset, tokens_column, tags_column, where: str) -> Corpus:
     missing = {tokens_column, tags_column} - set(dataset.column_names)
     if missing:
         raise UserError(f"{where}: no column {', '.join(sorted(missing))} (has {', '.join(dataset.column_names)})")
     names = getattr(getattr(dataset.features[tags_column], "feature", None), "names", None)
-    tags = [[names[t] if names else str(t) for t in row] for row in dataset[tags_column]]
+    tags = [[str(_class_name(names, t, where, row, tags_column)) for t in values]
+            for row, values in enumerate(dataset[tags_column], 1)]
     return Corpus(words=[list(row) for row in dataset[tokens_column]], tags=tags)
 
 
@@ -182,7 +232,7 @@ def _from_dataset(dataset, source: dict, where: str) -> Corpus:
     if missing:
         raise UserError(f"{where}: no column {', '.join(sorted(missing))} (has {', '.join(dataset.column_names)})")
     names = getattr(dataset.features[label_column], "names", None)
-    labels = [names[v] if names else v for v in dataset[label_column]]
+    labels = [_class_name(names, v, where, row, label_column) for row, v in enumerate(dataset[label_column], 1)]
     return _labeled(where, enumerate(zip(dataset[text_column], labels), 1))
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from .errors import UserError
 from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device
-from .provenance import write_json
+from .provenance import atomic_path, file_sha256, settings_hash, write_json
 from .tables import write_csv
 
 
@@ -77,8 +78,50 @@ def evaluate(model, tokenizer, texts, labels, settings, device) -> float:
     return correct / len(texts)
 
 
+CHECKPOINT_DIR = ".checkpoint"
+
+
+def checkpoint_fingerprint(settings: dict, seed: int, task_file, base_weights_sha256: str, provenance: dict) -> str:
+    """What a checkpoint must have been made with to be resumed: everything that decides the weights."""
+    return settings_hash({"settings": {k: v for k, v in settings.items() if k != "checkpoint_every"}, "seed": seed,
+                          "task_sha256": file_sha256(task_file), "base_weights_sha256": base_weights_sha256,
+                          "provenance": provenance})
+
+
+def save_checkpoint(path: Path, fingerprint: str, model, optimizer, schedule, progress: dict) -> None:
+    """Model, optimizer, schedule and RNG state with `progress` (epoch, curves), written atomically."""
+    import torch
+
+    state = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **progress}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
+    """The saved training state; None (with the reason logged) when absent, unreadable or made otherwise."""
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        print(f"{path}: unreadable checkpoint ({type(exc).__name__}); starting from step 0", flush=True)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        print(f"{path}: checkpoint of other settings, data, model or code; starting from step 0", flush=True)
+        return None
+    return state
+
+
 def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, threads: int, provenance: dict):
-    """Fine-tune `model_spec` on the task in `task_file`; write weights, tokenizer and train_metrics.json."""
+    """Fine-tune `model_spec` on the task in `task_file`; write weights, tokenizer and train_metrics.json.
+
+    Every `checkpoint_every` steps the training state goes to `out_dir/.checkpoint/`; a rerun with the same
+    settings, data, model and code resumes from it and ends with the weights of an uninterrupted run.
+    """
     import torch
     from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -96,17 +139,34 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
 
     train_ids, train_lengths = encode(tokenizer, task["train"]["text"], settings["max_length"])
     train_y = np.asarray(task["train"]["label"])
-    print(f"{int((train_lengths >= settings['max_length']).sum())} of {len(train_ids)} training texts truncated "
-          f"at {settings['max_length']} pieces", flush=True)
+    truncated = sum(len(x) > settings["max_length"] for x in tokenizer(task["train"]["text"])["input_ids"])
+    print(f"{truncated} of {len(train_ids)} training texts truncated at {settings['max_length']} pieces", flush=True)
     rng = np.random.default_rng(seed)
-    steps = settings["epochs"] * len(batches(train_lengths, settings["batch_size"], None))
+    per_epoch = len(batches(train_lengths, settings["batch_size"], None))
+    steps = settings["epochs"] * per_epoch
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings["learning_rate"], weight_decay=settings["weight_decay"])
     schedule = get_linear_schedule_with_warmup(optimizer, int(settings["warmup_ratio"] * steps), steps)
-    losses, dev_accuracy, started = [], [], time.time()
-    with tqdm(total=steps, desc=f"finetune {task['provenance']['task']} seed {seed}", mininterval=5) as bar:
-        for epoch in range(settings["epochs"]):
-            for rows in batches(train_lengths, settings["batch_size"], rng):
+
+    out_dir = Path(out_dir)
+    checkpoint = out_dir / CHECKPOINT_DIR / "state.pt"
+    fingerprint = checkpoint_fingerprint(settings, seed, task_file, resolved.weights_sha256, provenance)
+    first_epoch, losses, dev_accuracy, started = 0, [], [], time.time()
+    if (state := load_checkpoint(checkpoint, fingerprint)) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        rng.bit_generator.state = state["epoch_rng"]
+        first_epoch, losses, dev_accuracy = state["epoch"], state["losses"], state["dev_accuracy"]
+        print(f"resuming from the checkpoint at step {len(losses)} of {steps}", flush=True)
+    with tqdm(total=steps, initial=len(losses), desc=f"finetune {task['provenance']['task']} seed {seed}",
+              mininterval=5) as bar:
+        for epoch in range(first_epoch, settings["epochs"]):
+            epoch_rng = rng.bit_generator.state
+            for rows in batches(train_lengths, settings["batch_size"], rng)[len(losses) - epoch * per_epoch :]:
                 with autocast(device):
                     loss = model(**collate(tokenizer, train_ids, rows, device),
                                  labels=torch.as_tensor(train_y[rows], device=device)).loss
@@ -119,12 +179,14 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 losses.append(round(loss.item(), 6))
+                if len(losses) % settings["checkpoint_every"] == 0:
+                    save_checkpoint(checkpoint, fingerprint, model, optimizer, schedule, {
+                        "epoch": epoch, "epoch_rng": epoch_rng, "losses": losses, "dev_accuracy": dev_accuracy})
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
                 bar.update()
             dev_accuracy.append(evaluate(model, tokenizer, task["dev"]["text"], task["dev"]["label"], settings, device))
             print(f"epoch {epoch + 1}: dev accuracy {dev_accuracy[-1]:.4f}", flush=True)
 
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".staging-{os.getpid()}"
     model.save_pretrained(staging, safe_serialization=True)
@@ -142,6 +204,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         "n_dev": len(task["dev"]["text"]),
         "seconds": round(time.time() - started, 1),
     })
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
 
 
 def layer_drop(model_dir, task_file, out, settings: dict, threads: int, provenance: dict) -> None:

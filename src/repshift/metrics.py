@@ -6,6 +6,7 @@ import pandas as pd
 from . import directprobe, isotropy, probing, similarity
 from .activations import Activations
 from .errors import UserError
+from .provenance import file_sha256
 from .tables import write_csv
 
 COLUMNS = ["model", "variant", "task", "seed", "probe", "representation", "layer", "layer_b", "measure", "value",
@@ -162,9 +163,16 @@ def sentence_rows(act: Activations, settings: dict) -> list[dict]:
     return rows
 
 
-def layer_metrics(activation_file, out, settings: dict, identity: dict) -> None:
+def expected_provenance(identity: dict, weights=None) -> dict:
+    """What an activation file must have been made from: the step's model, variant and probe set, and for a
+    fine-tuned variant the sha256 of `weights`, the model.safetensors that the finetune rule wrote."""
+    expect = {key: identity[key] for key in ("model", "variant", "probe")}
+    return expect if weights is None else {**expect, "weights_sha256": file_sha256(weights)}
+
+
+def layer_metrics(activation_file, out, settings: dict, identity: dict, weights=None) -> None:
     """Every per-layer measure of one activation file: isotropy, structure, CKA, probes, DirectProbe."""
-    with Activations(activation_file) as act:
+    with Activations(activation_file, expect=expected_provenance(identity, weights)) as act:
         index = token_sample(act, settings["max_tokens"], settings["seed"])
         tokens = _layers(act, "token", index)
         rows = isotropy_rows(act, tokens, index, settings) + similarity_rows(act, tokens)
@@ -175,13 +183,13 @@ def layer_metrics(activation_file, out, settings: dict, identity: dict) -> None:
         write_csv(_frame(rows, act, identity), out)
 
 
-def compare_metrics(base_file, finetuned_file, out, settings: dict, identity: dict) -> None:
+def compare_metrics(base_file, finetuned_file, weights, out, settings: dict, identity: dict) -> None:
     """Per layer, pre-trained vs fine-tuned on the same tokens and sentences: CKA (with a permutation baseline) and RSA."""
-    with Activations(base_file) as base, Activations(finetuned_file) as tuned:
+    with (Activations(base_file, expect=expected_provenance({**identity, "variant": "base"})) as base,
+          Activations(finetuned_file, expect={**expected_provenance(identity, weights), "n_layers": base.n_layers})
+          as tuned):
         if not np.array_equal(base.token_meta("piece_id"), tuned.token_meta("piece_id")):
             raise UserError(f"{base_file} and {finetuned_file} hold different tokens; re-extract both")
-        if base.n_layers != tuned.n_layers:
-            raise UserError(f"{base_file} has {base.n_layers} layers, {finetuned_file} {tuned.n_layers}")
         index = token_sample(base, settings["max_tokens"], settings["seed"])
         rsa_index = np.arange(min(len(index), settings["rsa_tokens"]))
         rows = []

@@ -93,11 +93,14 @@ def model_spec(wildcards):
     return as_json({"id": finetuned_dir(wildcards.model, wildcards.variant)})
 
 
+def finetuned_weights(model, variant):
+    """The fine-tuned weights that artifacts of `variant` are made from; none for the pre-trained model."""
+    return [] if variant == rc.BASE else [f"{finetuned_dir(model, variant)}/model.safetensors"]
+
+
 def extract_inputs(wildcards):
-    inputs = {"probe": f"results/data/probes/{wildcards.probe}.json"}
-    if wildcards.variant != rc.BASE:
-        inputs["weights"] = f"{finetuned_dir(wildcards.model, wildcards.variant)}/model.safetensors"
-    return inputs
+    return {"probe": f"results/data/probes/{wildcards.probe}.json",
+            "weights": finetuned_weights(wildcards.model, wildcards.variant)}
 
 
 def metric_tables(model, variants):

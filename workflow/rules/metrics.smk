@@ -1,6 +1,7 @@
 rule metrics:
     input:
-        "results/activations/{model}/{variant}/{probe}.h5",
+        activations="results/activations/{model}/{variant}/{probe}.h5",
+        weights=lambda wc: finetuned_weights(wc.model, wc.variant),
     output:
         "results/metrics/{model}/{variant}/{probe}.csv",
     params:
@@ -15,7 +16,8 @@ rule metrics:
     log:
         "logs/metrics/{model}/{variant}/{probe}.log",
     shell:
-        "{REPSHIFT} metrics --activations {input:q} --out {output:q} --settings {params.settings:q}"
+        "{REPSHIFT} metrics --activations {input.activations:q} --weights {input.weights:q} --out {output:q}"
+        " --settings {params.settings:q}"
         " --provenance {params.provenance:q} > {log} 2>&1"
 
 
@@ -23,6 +25,7 @@ rule compare:
     input:
         base="results/activations/{model}/base/{probe}.h5",
         finetuned="results/activations/{model}/{finetuned}/{probe}.h5",
+        weights=lambda wc: finetuned_weights(wc.model, wc.finetuned),
     output:
         "results/compare/{model}/{finetuned}/{probe}.csv",
     params:
@@ -37,5 +40,6 @@ rule compare:
     log:
         "logs/compare/{model}/{finetuned}/{probe}.log",
     shell:
-        "{REPSHIFT} compare --activations {input.base:q} {input.finetuned:q} --out {output:q}"
+        "{REPSHIFT} compare --activations {input.base:q} {input.finetuned:q} --weights {input.weights:q}"
+        " --out {output:q}"
         " --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"
