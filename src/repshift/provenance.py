@@ -1,6 +1,7 @@
 """Code versions, content hashes and atomic writes shared by every artifact."""
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -35,8 +36,10 @@ def module_closure(module: str) -> list[str]:
     return sorted(seen)
 
 
+@functools.cache
 def code_version(module: str) -> str:
-    """Content hash of the package code a stage runs; a Snakemake param, so code edits rerun it."""
+    """Content hash of the package code a stage runs; a Snakemake param, so code edits rerun it.
+    Computed once per process: a workflow asks for it once per job."""
     digest = hashlib.sha256(__version__.encode())
     for name in module_closure(module):
         digest.update(name.encode() + b"\0" + (PACKAGE_DIR / f"{name}.py").read_bytes())
