@@ -6,11 +6,13 @@ import torch
 from ckatorch.core import cka_base
 from rsatoolbox.data import Dataset
 from rsatoolbox.rdm import calc_rdm, compare
+from scipy import stats
 from torch.utils.data import DataLoader, TensorDataset
 from torch_cka import CKA
 
 from repshift import similarity
 from repshift.similarity import (
+    average_ranks,
     block_diagonality,
     cka_between,
     cka_matrix,
@@ -227,3 +229,9 @@ def test_measure_specific_bad_input_raises():
         block_diagonality(np.ones((3, 4)))
     with pytest.raises(ValueError, match="finite"):
         block_diagonality(np.full((3, 3), np.nan))
+
+
+def test_average_ranks_match_scipy_with_ties():
+    rng = np.random.default_rng(5)
+    for values in (rng.standard_normal(1000), rng.integers(0, 7, 1000).astype(float), np.ones(5), np.arange(3.0)):
+        np.testing.assert_array_equal(average_ranks(values), stats.rankdata(values))

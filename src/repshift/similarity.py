@@ -12,7 +12,24 @@ import numpy as np
 from scipy import stats
 
 _CHUNK_VALUES = 1 << 24
-_CORRELATIONS = {"pearson": stats.pearsonr, "spearman": stats.spearmanr}
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..m of a 1-d array, tied values sharing their mean rank (scipy.stats.rankdata's 'average').
+
+    One unstable argsort: the order among equal values does not matter once they share a rank.
+    """
+    order = np.argsort(values)
+    ordered = values[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.flatnonzero(np.r_[first, True])
+    ranks = np.empty(len(values))
+    ranks[order] = ((starts[:-1] + starts[1:] + 1) / 2.0)[np.cumsum(first) - 1]
+    return ranks
+
+
+_CORRELATIONS = {"pearson": lambda a, b: stats.pearsonr(a, b).statistic,
+                 "spearman": lambda a, b: stats.pearsonr(average_ranks(a), average_ranks(b)).statistic}
 
 
 def _checked(arrays: Sequence[np.ndarray], min_rows: int = 2) -> list[np.ndarray]:
@@ -193,5 +210,5 @@ def rsa(X: np.ndarray, Y: np.ndarray, method: str = "spearman") -> float:
     if method not in _CORRELATIONS:
         raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}.")
     X, Y = _checked([X, Y], min_rows=3)
-    upper = np.triu_indices(X.shape[0], k=1)
-    return float(_CORRELATIONS[method](_cosine_similarities(X)[upper], _cosine_similarities(Y)[upper]).statistic)
+    upper = np.triu(np.ones((X.shape[0], X.shape[0]), dtype=bool), k=1)
+    return float(_CORRELATIONS[method](_cosine_similarities(X)[upper], _cosine_similarities(Y)[upper]))
