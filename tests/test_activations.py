@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from repshift import activations
 from repshift.activations import Activations, extract, length_batches
 from repshift.data import prepare_probe
 from repshift.errors import UserError
@@ -89,3 +90,13 @@ def test_incomplete_or_corrupt_file_is_refused(extracted, tmp_path):
     truncated.write_bytes((root / "act.h5").read_bytes()[:5000])
     with pytest.raises(UserError, match="truncated.h5: not a readable HDF5 file"):
         Activations(truncated)
+
+
+def test_selected_rows_are_read_block_by_block(extracted, monkeypatch):
+    _, root = extracted
+    monkeypatch.setattr(activations, "READ_BLOCK_ROWS", 7)
+    with Activations(root / "act.h5") as act:
+        full = act.tokens(2)
+        index = np.random.default_rng(0).permutation(len(full))[: len(full) // 2]
+        np.testing.assert_array_equal(act.tokens(2, index), full[index])
+        np.testing.assert_array_equal(act.tokens(2, np.array([], dtype=int)), full[:0])

@@ -24,7 +24,7 @@ def test_default_config_is_valid_and_filled():
     config = check(default_config())
     assert config["finetune"]["warmup_ratio"] == 0.1
     assert config["pattern"]["sha256"] == "9bdb8e36c780db9c701fa9519425c0217fbab2bc1af28eb127caaa6bde7fc4b1"
-    assert config["extract"]["batch_tokens"] == 4096
+    assert config["extract"]["batch_tokens"] == 2048
 
 
 @pytest.mark.parametrize("edit, culprit", [

@@ -14,6 +14,8 @@ from .provenance import atomic_path
 
 FORMAT_VERSION = 1
 CHUNK_ROWS = 2048
+RDCC_BYTES = 64 * 2**20
+READ_BLOCK_ROWS = 16 * CHUNK_ROWS
 DATASETS = {"tokens": ("hidden", "sentence_id", "word_index", "piece_id", "special", "pos_tag"),
             "sentences": ("cls", "mean", "sentence_id", "label", "n_tokens")}
 LAYERED = ("tokens/hidden", "sentences/cls", "sentences/mean")
@@ -55,7 +57,9 @@ class _Writer(threading.Thread):
             if self.error is None:
                 try:
                     for name, start, values in job:
-                        self.handle[name][:, start : start + values.shape[1]] = values
+                        dataset = self.handle[name]
+                        for layer, block in enumerate(values):
+                            dataset[layer, start : start + len(block)] = block
                 except Exception as exc:
                     self.error = exc
 
@@ -73,8 +77,7 @@ class _Writer(threading.Thread):
 
 def _create(handle, name, shape, dtype):
     chunks = (1, min(CHUNK_ROWS, shape[1]), shape[2]) if len(shape) == 3 else None
-    return handle.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
-                                 compression="lzf" if chunks else None, fletcher32=bool(chunks))
+    return handle.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, fletcher32=bool(chunks))
 
 
 def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, provenance: dict):
@@ -103,7 +106,7 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
     print(f"{n_sent} sentences, {n_tokens} tokens, {truncated} truncated at {settings['max_length']} pieces, "
           f"{len(batches)} batches", flush=True)
 
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_path(out) as tmp, h5py.File(tmp, "w", rdcc_nbytes=RDCC_BYTES) as handle:
         token_states = _create(handle, "tokens/hidden", (n_layers, n_tokens, hidden), "float32")
         for kind in ("cls", "mean"):
             _create(handle, f"sentences/{kind}", (n_layers, n_sent, hidden), "float32")
@@ -143,15 +146,15 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
                         content[row, : lengths[i]] = torch.as_tensor(word_index[i]) >= 0
                     out_states = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                        output_hidden_states=True).hidden_states
-                    states = torch.stack(out_states).float()
                     keep = mask.bool().to(device)
-                    weights = content.to(device).unsqueeze(-1).float()
-                    mean = (states * weights).sum(2) / weights.sum(1).clamp(min=1)
+                    weights = content.to(device).float()
+                    weights /= weights.sum(1, keepdim=True).clamp(min=1)
                     n_batch_tokens = int(keep.sum())
                     writer.put([
-                        ("tokens/hidden", token_at, states[:, keep].cpu().numpy()),
-                        ("sentences/cls", sentence_at, states[:, :, 0].cpu().numpy()),
-                        ("sentences/mean", sentence_at, mean.cpu().numpy()),
+                        ("tokens/hidden", token_at, [h[keep].float().cpu().numpy() for h in out_states]),
+                        ("sentences/cls", sentence_at, [h[:, 0].float().cpu().numpy() for h in out_states]),
+                        ("sentences/mean", sentence_at,
+                         [torch.einsum("btd,bt->bd", h.float(), weights).cpu().numpy() for h in out_states]),
                     ])
                     token_at += n_batch_tokens
                     sentence_at += len(batch)
@@ -217,9 +220,9 @@ class Activations:
     def __exit__(self, *exc):
         self._h.close()
 
-    def _read(self, name: str, layer: int | None = None) -> np.ndarray:
+    def _read(self, name: str, layer: int | None = None, rows: slice = slice(None)) -> np.ndarray:
         try:
-            values = self._h[name][:] if layer is None else self._h[name][layer]
+            values = self._h[name][:] if layer is None else self._h[name][layer, rows]
         except OSError as exc:
             self._refuse(f"corrupt data in {name} ({exc})")
         if layer is not None and not np.isfinite(values).all():
@@ -234,9 +237,18 @@ class Activations:
         return self._read(f"sentences/{name}")
 
     def tokens(self, layer: int, index: np.ndarray | None = None) -> np.ndarray:
-        """Layer `layer`'s token matrix (n_tokens x d), optionally only the rows in `index`."""
-        values = self._read("tokens/hidden", layer)
-        return values if index is None else values[index]
+        """Layer `layer`'s token matrix (n_tokens x d), or only the rows in `index`, read block by block so that
+        memory holds the selection and one block, not the layer."""
+        if index is None:
+            return self._read("tokens/hidden", layer)
+        n_rows, block = self._h["tokens/hidden"].shape[1], READ_BLOCK_ROWS
+        order = np.argsort(index, kind="stable")
+        wanted = np.asarray(index)[order]
+        bounds = np.searchsorted(wanted, np.arange(0, n_rows + block, block))
+        picked = np.empty((len(wanted), self._h["tokens/hidden"].shape[2]), dtype=np.float32)
+        for start, a, b in zip(range(0, n_rows, block), bounds[:-1], bounds[1:]):
+            picked[order[a:b]] = self._read("tokens/hidden", layer, slice(start, start + block))[wanted[a:b] - start]
+        return picked
 
     def words(self) -> tuple[np.ndarray, np.ndarray]:
         """Token rows that belong to words, and where each word starts among them (a word's pieces are contiguous)."""
@@ -248,7 +260,7 @@ class Activations:
     def word_vectors(self, layer: int) -> np.ndarray:
         """Layer `layer`'s word matrix: the mean of each word's pieces (Zhou & Srikumar's pooling)."""
         rows, starts = self.words()
-        sums = np.add.reduceat(self.tokens(layer)[rows].astype(np.float64), starts, axis=0)
+        sums = np.add.reduceat(self.tokens(layer, rows).astype(np.float64), starts, axis=0)
         return sums / np.diff(np.r_[starts, len(rows)])[:, None]
 
     def sentences(self, layer: int, kind: str = "cls") -> np.ndarray:

@@ -26,22 +26,35 @@ ISOTROPY = {
 FREQUENCY_BINS = 5
 
 
+def sample_rows(rows: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
+    """A seeded, sorted sample of at most max_rows of `rows` (all of them when there are no more)."""
+    if len(rows) <= max_rows:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
+
+
 def token_sample(act: Activations, max_tokens: int, seed: int) -> np.ndarray:
     """A seeded sample of non-special token rows; identical for every model on the same probe set."""
     content = np.flatnonzero(~act.token_meta("special"))
     if len(content) < 2:
         raise UserError(f"{act.path}: fewer than 2 content tokens")
-    if len(content) <= max_tokens:
-        return content
-    return np.sort(np.random.default_rng(seed).choice(content, size=max_tokens, replace=False))
+    return sample_rows(content, max_tokens, seed)
+
+
+def sentence_sample(act: Activations, settings: dict) -> np.ndarray:
+    """The seeded sample of sentence rows that sentence-level CKA uses (metrics.max_sentences)."""
+    return sample_rows(np.arange(len(act.sentence_meta("sentence_id"))), settings["max_sentences"], settings["seed"])
 
 
 def _layers(act: Activations, representation: str, index: np.ndarray | None = None) -> list[np.ndarray]:
+    """Every layer's matrix of one representation (token, word, cls, mean) as float64, rows limited to `index`
+    for tokens and sentences."""
     if representation == "token":
         return [act.tokens(layer, index).astype(np.float64) for layer in range(act.n_layers)]
     if representation == "word":
         return [act.word_vectors(layer) for layer in range(act.n_layers)]
-    return [act.sentences(layer, representation).astype(np.float64) for layer in range(act.n_layers)]
+    rows = slice(None) if index is None else index
+    return [act.sentences(layer, representation)[rows].astype(np.float64) for layer in range(act.n_layers)]
 
 
 def undefined_as_nan(measure: str, compute, n_layers: int):
@@ -95,10 +108,10 @@ def isotropy_rows(act: Activations, tokens: list[np.ndarray], index: np.ndarray,
     return rows
 
 
-def similarity_rows(act: Activations, tokens: list[np.ndarray]) -> list[dict]:
+def similarity_rows(act: Activations, tokens: list[np.ndarray], settings: dict) -> list[dict]:
     """Layer-by-layer linear and debiased CKA on tokens and [CLS], and each matrix's block-diagonality."""
     rows = []
-    for representation, layers in (("token", tokens), ("cls", _layers(act, "cls"))):
+    for representation, layers in (("token", tokens), ("cls", _layers(act, "cls", sentence_sample(act, settings)))):
         for kind in ("linear", "debiased"):
             matrix = similarity.cka_matrix(layers, debiased=kind == "debiased")
             size = len(layers)
@@ -175,7 +188,7 @@ def layer_metrics(activation_file, out, settings: dict, identity: dict, weights=
     with Activations(activation_file, expect=expected_provenance(identity, weights)) as act:
         index = token_sample(act, settings["max_tokens"], settings["seed"])
         tokens = _layers(act, "token", index)
-        rows = isotropy_rows(act, tokens, index, settings) + similarity_rows(act, tokens)
+        rows = isotropy_rows(act, tokens, index, settings) + similarity_rows(act, tokens, settings)
         if act.tag_names:
             rows += pos_probe_rows(act, settings)
         if len(act.label_names) > 1:
@@ -190,11 +203,12 @@ def compare_metrics(base_file, finetuned_file, weights, out, settings: dict, ide
           as tuned):
         if not np.array_equal(base.token_meta("piece_id"), tuned.token_meta("piece_id")):
             raise UserError(f"{base_file} and {finetuned_file} hold different tokens; re-extract both")
-        index = token_sample(base, settings["max_tokens"], settings["seed"])
-        rsa_index = np.arange(min(len(index), settings["rsa_tokens"]))
+        index = {"token": token_sample(base, settings["max_tokens"], settings["seed"]),
+                 "cls": sentence_sample(base, settings)}
+        rsa_index = np.arange(min(len(index["token"]), settings["rsa_tokens"]))
         rows = []
         for representation in ("token", "cls"):
-            a, b = _layers(base, representation, index), _layers(tuned, representation, index)
+            a, b = (_layers(act, representation, index[representation]) for act in (base, tuned))
             rows += _rows(representation, "linear_cka_base_vs_finetuned", similarity.cka_between(a, b))
             rows += _rows(representation, "debiased_cka_base_vs_finetuned", similarity.cka_between(a, b, debiased=True))
             rows += _rows(representation, "linear_cka_permuted_base_vs_finetuned", [
