@@ -20,7 +20,7 @@ pytest.importorskip("IsoScore")
 
 import run  # noqa: E402  (benchmarks/run.py)
 
-EXPECTED = {"extraction": 3, "cka": 8, "rsa": 2, "isoscore": 1, "probes": 1, "memory": 3, "workflow": 3}
+EXPECTED = {"extraction": 5, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "memory": 3, "workflow": 3}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def table(tmp_path_factory):
     """benchmarks/run.py --quick, run once through its command line; the CSV it writes, as dicts."""
     work = tmp_path_factory.mktemp("bench")
     out = work / "results.csv"
-    assert run.main(["--quick", "--out", str(out), "--workdir", str(work / "scratch")]) == 0
+    assert run.main(["--quick", "--strict", "--out", str(out), "--workdir", str(work / "scratch")]) == 0
     with open(out, newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -69,7 +69,7 @@ def test_rsa_isoscore_probes_agree(table):
 
 def test_extraction_stores_what_a_plain_forward_gives(table):
     rows = rows_of(table, "extraction")
-    assert number(rows[2]["max_abs_diff"]) < 1e-3, rows[2]
+    assert number(rows[3]["max_abs_diff"]) < 1e-3, rows[3]
     assert all(number(r["reference"]) > 0 for r in rows)
 
 
@@ -106,3 +106,14 @@ def test_check_reads_targets():
     assert run.check(2.0, ">= 3") == "no"
     assert run.check(1.3, "<= 1.25") == "no"
     assert run.check(None, ">= 1") == ""
+
+
+def test_extraction_profile_runs(capsys):
+    import profile_extract
+
+    assert profile_extract.main(["--sentences", "20", "--repeat", "1"]) == 0
+    printed = capsys.readouterr().out
+    for line in ("as shipped (background writer)", "writes in the main thread", "writes dropped"):
+        ratio = float(printed.split(line)[1].splitlines()[0].split("=")[-1])
+        assert 0 < ratio < 2, (line, ratio)
+    assert "function calls" in printed.split("3. cProfile")[1], "the profile table is printed"
