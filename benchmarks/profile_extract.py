@@ -20,7 +20,6 @@ from pathlib import Path
 
 import run  # benchmarks/run.py: sets the offline environment and sys.path
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from repshift import activations  # noqa: E402
@@ -50,23 +49,6 @@ class DroppingWriter(activations._Writer):
             pass
 
 
-def padded_batches(tokenizer, ids, batch_tokens):
-    lengths = np.array([len(x) for x in ids])
-    batches = []
-    for batch in activations.length_batches(lengths, batch_tokens):
-        input_ids = torch.full((len(batch), int(lengths[batch].max())), tokenizer.pad_token_id or 0)
-        mask = torch.zeros_like(input_ids)
-        for row, i in enumerate(batch):
-            input_ids[row, : lengths[i]] = torch.as_tensor(ids[i])
-            mask[row, : lengths[i]] = 1
-        batches.append((input_ids, mask))
-    return batches
-
-
-def best(fn, repeat: int) -> float:
-    return min(run.timed(fn)[0] for _ in range(repeat))
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentences", type=int, default=1000)
@@ -77,17 +59,17 @@ def main(argv=None) -> int:
     words, tags = run.probe_sentences(args.sentences)
     resolved = resolve_model(run.MODEL_ID)
     tokenizer, model = load_tokenizer(resolved.path), load_encoder(resolved.path).eval()
-    ids, _, _ = activations.tokenize_probe(tokenizer, words, settings["max_length"])
+    ids, word_index, _ = activations.tokenize_probe(tokenizer, words, settings["max_length"])
     n_tokens = sum(len(x) for x in ids)
     print(f"{len(words)} sentences, {n_tokens} tokens, {torch.get_num_threads()} threads")
 
     print("\n1. bare forward, tok/s by batch_tokens")
     for batch_tokens in (512, 1024, 2048, 4096, 8192, 16384):
-        batches = padded_batches(tokenizer, ids, batch_tokens)
+        batches = run.padded_batches(tokenizer, ids, word_index, batch_tokens)
         run.bare_forward(model, batches[:1])
-        print(f"   {batch_tokens:>6}: {n_tokens / best(lambda: run.bare_forward(model, batches), args.repeat):,.0f}")
+        print(f"   {batch_tokens:>6}: {n_tokens / run.timed(lambda: run.bare_forward(model, batches), args.repeat)[0]:,.0f}")
 
-    batches = padded_batches(tokenizer, ids, settings["batch_tokens"])
+    batches = run.padded_batches(tokenizer, ids, word_index, settings["batch_tokens"])
     with tempfile.TemporaryDirectory() as work:
         probe = run.write_probe(Path(work) / "probe.json", words, tags)
         out = Path(work) / "x.h5"
@@ -104,8 +86,8 @@ def main(argv=None) -> int:
             activations._Writer = writer
             try:
                 extract()
-                bare = best(lambda: run.bare_forward(model, batches), args.repeat)
-                ours = best(extract, args.repeat)
+                bare = run.timed(lambda: run.bare_forward(model, batches), args.repeat)[0]
+                ours = run.timed(extract, args.repeat)[0]
             finally:
                 activations._Writer = shipped
             print(f"   {name:<32} {ours:5.2f} s / {bare:5.2f} s = {bare / ours:.3f}")

@@ -53,6 +53,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
+from dry_run import parse_dry_run  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "memory", "workflow")
@@ -169,6 +170,15 @@ def write_probe(path: Path, words, tags) -> Path:
 
 # ---------------------------------------------------------------------------------------------- 1. extraction
 
+def padded_batches(tokenizer, ids, word_index, batch_tokens: int):
+    """extract()'s batches, as (input ids, attention mask) pairs for a bare forward pass."""
+    from repshift import activations
+
+    lengths = np.array([len(x) for x in ids])
+    return [activations.padded_batch(ids, word_index, batch, tokenizer.pad_token_id or 0)[:2]
+            for batch in activations.length_batches(lengths, batch_tokens)]
+
+
 def bare_forward(model, batches):
     import torch
 
@@ -245,15 +255,7 @@ def bench_extraction(sizes: Sizes, work: Path, state: dict) -> list[dict]:
     tokenizer, model, ids, word_index = setup()
     lengths = np.array([len(x) for x in ids])
     n_tokens = int(lengths.sum())
-    batches = []
-    for batch in activations.length_batches(lengths, settings["batch_tokens"]):
-        width = int(lengths[batch].max())
-        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row_, i in enumerate(batch):
-            input_ids[row_, : lengths[i]] = torch.as_tensor(ids[i])
-            mask[row_, : lengths[i]] = 1
-        batches.append((input_ids, mask))
+    batches = padded_batches(tokenizer, ids, word_index, settings["batch_tokens"])
     bare_forward(model, batches[:1])  # warm-up
 
     out = work / "extract.h5"
@@ -711,25 +713,6 @@ def bench_memory(sizes: Sizes, work: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- 5. workflow
-
-def parse_dry_run(text: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(rule, wildcards) of every planned job, and every output path, from a `snakemake -n` log."""
-    jobs, outputs, rule = [], [], None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("rule ") and stripped.endswith(":"):
-            if rule is not None:
-                jobs.append((rule, ""))
-            rule = stripped[5:-1]
-        elif stripped.startswith("output:"):
-            outputs += [p.strip() for p in stripped.removeprefix("output:").split(",") if p.strip()]
-        elif stripped.startswith("wildcards:") and rule is not None:
-            jobs.append((rule, stripped.removeprefix("wildcards:").strip()))
-            rule = None
-    if rule is not None:
-        jobs.append((rule, ""))
-    return jobs, outputs
-
 
 def bench_workflow(sizes: Sizes, work: Path) -> list[dict]:
     import yaml

@@ -13,6 +13,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from dry_run import parse_dry_run  # noqa: E402  (benchmarks/dry_run.py, shared with the workflow benchmark)
+
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "warm"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "weak", "cold"]
 NOUNS = ["film", "movie", "plot", "cast", "story", "score"]
@@ -129,20 +133,7 @@ class Project:
     def planned_jobs(self, *args) -> list[tuple[str, str]]:
         """(rule, wildcards) of every job a dry run would execute."""
         out = self.snakemake("-n", *args)
-        text = out.stdout + out.stderr
-        jobs, rule = [], None
-        for line in text.splitlines():
-            stripped = line.strip()
-            if stripped.startswith("rule ") and stripped.endswith(":"):
-                if rule is not None:
-                    jobs.append((rule, ""))
-                rule = stripped[5:-1]
-            elif stripped.startswith("wildcards:") and rule is not None:
-                jobs.append((rule, stripped.removeprefix("wildcards:").strip()))
-                rule = None
-        if rule is not None:
-            jobs.append((rule, ""))
-        return jobs
+        return parse_dry_run(out.stdout + out.stderr)[0]
 
 
 @pytest.fixture

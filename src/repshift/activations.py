@@ -45,6 +45,21 @@ def length_batches(lengths: np.ndarray, max_tokens: int):
         yield batch
 
 
+def padded_batch(ids: list, word_index: list, batch, pad_id: int):
+    """One length-sorted batch as padded tensors: input ids, attention mask, and the mask of word pieces."""
+    import torch
+
+    lengths = [len(ids[i]) for i in batch]
+    input_ids = torch.full((len(batch), max(lengths)), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), max(lengths)), dtype=torch.long)
+    content = torch.zeros((len(batch), max(lengths)), dtype=torch.bool)
+    for row, (i, length) in enumerate(zip(batch, lengths)):
+        input_ids[row, :length] = torch.as_tensor(ids[i])
+        mask[row, :length] = 1
+        content[row, :length] = torch.as_tensor(word_index[i]) >= 0
+    return input_ids, mask, content
+
+
 class _Writer(threading.Thread):
     """Writes batches to the HDF5 datasets in a background thread, overlapping the forward passes."""
 
@@ -136,14 +151,7 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
         try:
             with torch.inference_mode(), autocast(device), tqdm(total=n_tokens, unit="tok", mininterval=5) as bar:
                 for batch in batches:
-                    width = int(lengths[batch].max())
-                    input_ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0, dtype=torch.long)
-                    mask = torch.zeros((len(batch), width), dtype=torch.long)
-                    content = torch.zeros((len(batch), width), dtype=torch.bool)
-                    for row, i in enumerate(batch):
-                        input_ids[row, : lengths[i]] = torch.as_tensor(ids[i])
-                        mask[row, : lengths[i]] = 1
-                        content[row, : lengths[i]] = torch.as_tensor(word_index[i]) >= 0
+                    input_ids, mask, content = padded_batch(ids, word_index, batch, tokenizer.pad_token_id or 0)
                     out_states = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                        output_hidden_states=True).hidden_states
                     keep = mask.bool().to(device)
