@@ -32,6 +32,20 @@ def related(n, d1, d2, noise, seed):
     return X, X @ rng.normal(size=(d1, d2)) + noise * rng.normal(size=(n, d2))
 
 
+def torch_cka(X, Y, batch_size):
+    """torch-cka's minibatch CKA (Nguyen et al. 2021) of X and Y over consecutive batches, in float64."""
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        reference = CKA(torch.nn.Sequential(torch.nn.Identity()), torch.nn.Sequential(torch.nn.Identity()),
+                        model1_name="a", model2_name="b", model1_layers=["0"], model2_layers=["0"])
+        reference.compare(DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=batch_size),
+                          DataLoader(TensorDataset(torch.from_numpy(Y)), batch_size=batch_size))
+    finally:
+        torch.set_default_dtype(default_dtype)
+    return reference.hsic_matrix[0, 0].item()
+
+
 def cka(debiased):
     return debiased_cka if debiased else linear_cka
 
@@ -78,16 +92,7 @@ def test_agrees_with_ckatorch(debiased, shape):
 def test_debiased_agrees_with_torch_cka_on_one_full_batch():
     """torch-cka is minibatch CKA (Nguyen et al. 2021): with a single batch of all n rows it is debiased CKA."""
     X, Y = related(50, 12, 9, noise=2.0, seed=4)
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        reference = CKA(torch.nn.Sequential(torch.nn.Identity()), torch.nn.Sequential(torch.nn.Identity()),
-                        model1_name="a", model2_name="b", model1_layers=["0"], model2_layers=["0"])
-        reference.compare(DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=len(X)),
-                          DataLoader(TensorDataset(torch.from_numpy(Y)), batch_size=len(Y)))
-    finally:
-        torch.set_default_dtype(default_dtype)
-    assert debiased_cka(X, Y) == pytest.approx(reference.hsic_matrix[0, 0].item(), rel=1e-6)
+    assert debiased_cka(X, Y) == pytest.approx(torch_cka(X, Y, batch_size=len(X)), rel=1e-6)
 
 
 @pytest.mark.parametrize("debiased", [False, True])
@@ -235,3 +240,29 @@ def test_average_ranks_match_scipy_with_ties():
     rng = np.random.default_rng(5)
     for values in (rng.standard_normal(1000), rng.integers(0, 7, 1000).astype(float), np.ones(5), np.arange(3.0)):
         np.testing.assert_array_equal(average_ranks(values), stats.rankdata(values))
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_streamed_cka_is_exact_over_chunks_and_large_offsets(debiased):
+    """The one-pass shifted accumulator equals the Gram form, also when the mean dwarfs the spread."""
+    rng = np.random.default_rng(8)
+    layers = [rng.normal(size=(700, d)) * rng.exponential(size=d) + 1e4 * rng.normal(size=d) for d in (6, 9, 4)]
+    layers[1][:, :6] += 0.5 * layers[0]
+    stream = similarity.CKAStream(debiased)
+    for lo in range(0, 700, 97):
+        stream.add([a[lo : lo + 97] for a in layers])
+    expected = cka_matrix(layers, debiased=debiased, form="gram")
+    np.testing.assert_allclose(stream.matrix(), expected, rtol=1e-9, atol=1e-12)
+    assert 0.1 < expected[0, 1] < 0.99
+
+
+def test_minibatch_cka_agrees_with_torch_cka_over_several_batches():
+    """torch-cka is Nguyen et al.'s minibatch CKA: the same batches give the same estimate."""
+    X, Y = related(120, 10, 7, noise=2.0, seed=9)
+    ours = similarity.minibatch_cka(X, Y, batch_size=30)
+    assert ours == pytest.approx(torch_cka(X, Y, batch_size=30), rel=1e-6)
+    assert abs(ours - debiased_cka(X, Y)) > 1e-4, "four batches of 30 are not the full-data estimate"
+    stream = similarity.MinibatchCKA(30)
+    for lo in range(0, 120, 17):
+        stream.add([X[lo : lo + 17], Y[lo : lo + 17]])
+    assert stream.matrix()[0, 1] == pytest.approx(ours, rel=1e-12)

@@ -48,50 +48,128 @@ def _checked(arrays: Sequence[np.ndarray], min_rows: int = 2) -> list[np.ndarray
     return checked
 
 
-def _feature_cross_terms(layers: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """||X_i^T X_j||_F^2 of column-centred layers from the blocks of Z^T Z, Z = [X_1 ... X_L].
+class CKAStream:
+    """Exact linear and debiased CKA between L layers from row chunks: memory O((sum d_i)^2), not O(n).
 
-    Z^T Z is accumulated over row chunks: memory O((sum d_i)^2), never O(n^2).
+    Rows are shifted by the first chunk's column means (exact, and well conditioned); the centred cross-covariance
+    blocks and the products of centred squared row norms are recovered from the shifted sums at the end.
     """
-    n = layers[0].shape[0]
-    widths = [a.shape[1] for a in layers]
-    starts = np.cumsum([0, *widths[:-1]])
-    means = [a.mean(axis=0, dtype=np.float64) for a in layers]
-    step = max(1, _CHUNK_VALUES // sum(widths))
-    blocks = np.zeros((sum(widths), sum(widths)))
-    squared_rows = np.empty((len(layers), n))
-    for lo in range(0, n, step):
-        chunk = np.hstack([a[lo : lo + step] - m for a, m in zip(layers, means)])
-        blocks += chunk.T @ chunk
-        squared_rows[:, lo : lo + step] = np.add.reduceat(chunk**2, starts, axis=1).T
-    np.square(blocks, out=blocks)
-    return np.add.reduceat(np.add.reduceat(blocks, starts, axis=0), starts, axis=1), squared_rows
+
+    def __init__(self, debiased: bool = False):
+        self.n, self.debiased = 0, debiased
+
+    def add(self, layers: Sequence[np.ndarray]) -> None:
+        """Accumulate one chunk: the same rows of every layer, in the same layer order as earlier chunks."""
+        chunk = [np.asarray(a, dtype=np.float64) for a in layers]
+        if self.n == 0:
+            widths = [a.shape[1] for a in chunk]
+            self.starts = np.cumsum([0, *widths[:-1]])
+            self.shift = np.concatenate([a.mean(axis=0) for a in chunk])
+            size, n_layers = sum(widths), len(chunk)
+            self.gram, self.sums = np.zeros((size, size)), np.zeros(size)
+            self.norm_products, self.norm_sums = np.zeros((n_layers, n_layers)), np.zeros(n_layers)
+            self.rows_by_norms = np.zeros((size, n_layers))
+        step = max(1, _CHUNK_VALUES // len(self.shift))
+        for lo in range(0, len(chunk[0]), step):
+            z = np.hstack([a[lo : lo + step] for a in chunk]) - self.shift
+            norms = np.add.reduceat(z**2, self.starts, axis=1)
+            self.gram += z.T @ z
+            self.sums += z.sum(axis=0)
+            self.norm_products += norms.T @ norms
+            self.norm_sums += norms.sum(axis=0)
+            self.rows_by_norms += z.T @ norms
+            self.n += len(z)
+
+    def _blocks(self, M: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(np.add.reduceat(M, self.starts, axis=0), self.starts, axis=1)
+
+    def matrix(self) -> np.ndarray:
+        """The L x L CKA matrix (linear, or debiased) of every row added (see cka_matrix)."""
+        n, debiased = self.n, self.debiased
+        if n < (4 if debiased else 2):
+            raise ValueError(f"This measure needs at least {4 if debiased else 2} rows (examples), got {n}.")
+        delta = self.sums / n
+        cross = self._blocks((self.gram - n * np.outer(delta, delta)) ** 2)
+        offset = np.add.reduceat(delta**2, self.starts)
+        shifted_dot_norms = np.add.reduceat(delta[:, None] * self.rows_by_norms, self.starts, axis=0)
+        products = (self.norm_products - 2 * (shifted_dot_norms + shifted_dot_norms.T)
+                    + 4 * self._blocks(self.gram * np.outer(delta, delta))
+                    + np.outer(self.norm_sums, offset) + np.outer(offset, self.norm_sums) - 3 * n * np.outer(offset, offset))
+        return _normalised(cross, products, self.norm_sums - n * offset, n, debiased)
 
 
-def _gram_cross_terms(layers: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """<HK_iH, HK_jH>_F with K_i = X_i X_i^T and H = I - 11^T/n.
+class MinibatchCKA:
+    """Minibatch CKA (Nguyen et al. 2021): unbiased HSIC averaged over minibatches of k rows, then normalised.
+
+    CKA_mb = mean_b HSIC_u(K_b, L_b) / sqrt(mean_b HSIC_u(K_b, K_b) mean_b HSIC_u(L_b, L_b)).
+    Batches are consecutive runs of batch_size rows in the order added; a last, shorter run is dropped unless it is
+    the only one (then it needs 4 rows). Never mix its values with exact CKA: it estimates a different quantity.
+    """
+
+    def __init__(self, batch_size: int = 1000):
+        if batch_size < 4:
+            raise ValueError(f"batch_size must be at least 4, got {batch_size}.")
+        self.batch_size, self.pending, self.total, self.batches = batch_size, [], 0.0, 0
+
+    def add(self, layers: Sequence[np.ndarray]) -> None:
+        """Add rows (the same rows of every layer); full batches are folded in as they fill."""
+        self.pending.append([np.asarray(a, dtype=np.float64) for a in layers])
+        rows = [np.concatenate(parts) for parts in zip(*self.pending)]
+        full = len(rows[0]) // self.batch_size * self.batch_size
+        for lo in range(0, full, self.batch_size):
+            self._fold([a[lo : lo + self.batch_size] for a in rows])
+        self.pending = [[a[full:] for a in rows]]
+
+    def _fold(self, batch: list[np.ndarray]) -> None:
+        k = len(batch[0])
+        cross, products, totals = _gram_cross_terms(_checked(batch, min_rows=4))
+        self.total = self.total + _unbiased_hsic(cross, products, totals, k) / (k * (k - 3))
+        self.batches += 1
+
+    def matrix(self) -> np.ndarray:
+        if not self.batches:
+            self._fold(self.pending[0])
+        return _normalised(self.total, None, None, None, debiased=False)
+
+
+def minibatch_cka(X: np.ndarray, Y: np.ndarray, batch_size: int = 1000) -> float:
+    """Minibatch CKA of X and Y over consecutive batches of their rows (see MinibatchCKA).
+
+    CKA_mb = sum_b HSIC_u(X_b, Y_b) / sqrt(sum_b HSIC_u(X_b, X_b) sum_b HSIC_u(Y_b, Y_b)).
+    """
+    stream = MinibatchCKA(batch_size)
+    stream.add(_checked([X, Y], min_rows=4))
+    return float(stream.matrix()[0, 1])
+
+
+def _gram_cross_terms(layers: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """<HK_iH, HK_jH>_F with K_i = X_i X_i^T and H = I - 11^T/n, and the products and sums of the squared row norms.
 
     HK_iH is formed as X_i' X_i'^T from the column-centred X_i' (the same matrix, with less rounding).
     """
     centred = [np.asarray(a, dtype=np.float64) - a.mean(axis=0, dtype=np.float64) for a in layers]
     grams = np.stack([c @ c.T for c in centred])
     flat = grams.reshape(len(layers), -1)
-    return flat @ flat.T, np.diagonal(grams, axis1=1, axis2=2).copy()
+    norms = np.diagonal(grams, axis1=1, axis2=2)
+    return flat @ flat.T, norms @ norms.T, norms.sum(axis=1)
 
 
-def _normalised(cross: np.ndarray, squared_rows: np.ndarray, debiased: bool) -> np.ndarray:
-    """S_ij = T_ij / sqrt(T_ii T_jj), T = symmetrised HSIC (debiased: Song et al.'s unbiased HSIC, times n(n-3)).
+def _unbiased_hsic(cross: np.ndarray, products: np.ndarray, totals: np.ndarray, n: int) -> np.ndarray:
+    """n(n-3) HSIC_u(K_i, K_j) from the centred cross terms (Song et al. 2012, linear kernel, centred rows).
 
-    Unbiased: T_ij = ||X_i^T X_j||^2 - n/(n-2) s_i.s_j + ||X_i||^2 ||X_j||^2 / ((n-1)(n-2)), s_i = row norms^2.
+    T_ij = ||X_i^T X_j||^2 - n/(n-2) s_i.s_j + ||X_i||^2 ||X_j||^2 / ((n-1)(n-2)), s_i = squared row norms.
     """
+    return cross - n / (n - 2) * products + np.outer(totals, totals) / ((n - 1) * (n - 2))
+
+
+def _normalised(cross: np.ndarray, products, totals, n, debiased: bool) -> np.ndarray:
+    """S_ij = T_ij / sqrt(T_ii T_jj), T = symmetrised HSIC (debiased: n(n-3) times Song et al.'s unbiased HSIC)."""
     if debiased:
-        n = squared_rows.shape[1]
-        totals = squared_rows.sum(axis=1)
-        cross = cross - n / (n - 2) * (squared_rows @ squared_rows.T) + np.outer(totals, totals) / ((n - 1) * (n - 2))
+        cross = _unbiased_hsic(cross, products, totals, n)
     cross = (cross + cross.T) / 2
-    products = np.outer(np.diag(cross), np.diag(cross))
-    positive = products > 0
-    return np.where(positive, cross / np.sqrt(np.where(positive, products, 1.0)), np.nan)
+    diagonal = np.outer(np.diag(cross), np.diag(cross))
+    positive = diagonal > 0
+    return np.where(positive, cross / np.sqrt(np.where(positive, diagonal, 1.0)), np.nan)
 
 
 def cka_matrix(layers: Sequence[np.ndarray] | np.ndarray, debiased: bool = False, form: str = "auto") -> np.ndarray:
@@ -108,8 +186,11 @@ def cka_matrix(layers: Sequence[np.ndarray] | np.ndarray, debiased: bool = False
         form = "feature" if checked[0].shape[0] > max(a.shape[1] for a in checked) else "gram"
     if form not in ("feature", "gram"):
         raise ValueError(f"form must be 'auto', 'feature' or 'gram', got {form!r}.")
-    cross_terms = _feature_cross_terms if form == "feature" else _gram_cross_terms
-    return _normalised(*cross_terms(checked), debiased)
+    if form == "gram":
+        return _normalised(*_gram_cross_terms(checked), len(checked[0]), debiased)
+    stream = CKAStream(debiased)
+    stream.add(checked)
+    return stream.matrix()
 
 
 def linear_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto") -> float:
