@@ -86,15 +86,23 @@ def tiny_config(model_dir: Path, files: dict) -> dict:
             "length": {"source": {"kind": "local", "path": str(files["length.jsonl"])}},
         },
         "probes": {
-            "pos": {"source": {"kind": "local", "path": str(files["tagged.txt"])}},
-            "ood": {"source": {"kind": "local", "path": str(files["ood.txt"])}, "max_sentences": 30},
+            "pos": {"source": {"kind": "local", "path": str(files["tagged.txt"])}, "role": "tagged"},
+            "ood": {"source": {"kind": "local", "path": str(files["ood.txt"])}, "max_sentences": 30,
+                    "role": "out_of_domain"},
         },
         "seeds": [0],
         "split": {"dev_size": 30, "seed": 3},
         "finetune": {"epochs": 1, "batch_size": 16, "max_length": 32, "learning_rate": 1.0e-3},
         "extract": {"max_length": 32, "batch_tokens": 256},
-        "metrics": {"max_tokens": 300, "cosine_pairs": 500, "directprobe_points": 40, "clusters": 3,
-                    "cluster_pcs": 2, "remove_top_pcs": 2, "rsa_tokens": 100, "permutations": 3},
+        "metrics": {"max_tokens": 300, "layer_by_layer": [
+            "linear_cka", "debiased_cka", "minibatch_cka", "rbf_cka", "rsa_spearman", "svcca", "procrustes",
+            "angular_shape", "mutual_knn", "cknna", "jaccard_knn"]},
+        "measures": {"average_cosine": {"pairs": 500}, "average_cosine_standardized": {"pairs": 500},
+                     "rogue_top1_share": {"pairs": 500}, "directprobe": {"max_points": 40},
+                     "cluster_purity_pos": {"clusters": 3},
+                     "task_probe_accuracy_cluster_pcs_removed": {"clusters": 3, "remove": 2},
+                     "task_probe_accuracy_top_pcs_removed": {"remove": 2}, "rsa_pearson": {"max_rows": 100},
+                     "rsa_spearman": {"max_rows": 100}, "linear_cka_permuted": {"permutations": 3}},
         "ablations": {"freeze_layers": [1]},
     }
 

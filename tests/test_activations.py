@@ -92,6 +92,17 @@ def test_incomplete_or_corrupt_file_is_refused(extracted, tmp_path):
         Activations(truncated)
 
 
+def test_token_blocks_stream_every_layer_of_the_selected_rows(extracted, monkeypatch):
+    _, root = extracted
+    monkeypatch.setattr(activations, "CHUNK_ROWS", 5)
+    with Activations(root / "act.h5") as act:
+        rows = np.flatnonzero(~act.token_meta("special"))
+        blocks = list(act.token_blocks(rows))
+        assert len(blocks) > 3 and all(len(block) == act.n_layers for block in blocks)
+        for layer in range(act.n_layers):
+            np.testing.assert_array_equal(np.concatenate([block[layer] for block in blocks]), act.tokens(layer)[rows])
+
+
 def test_selected_rows_are_read_block_by_block(extracted, monkeypatch):
     _, root = extracted
     monkeypatch.setattr(activations, "READ_BLOCK_ROWS", 7)

@@ -4,8 +4,10 @@ import pandas as pd
 import pytest
 
 from repshift.claims import FAILS, HOLDS, MISSING, THRESHOLDS, claims_table
+from repshift.config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED
 
 LAYERS = 4
+ROLES = {"dev-t": DEV_ROLE, "pos": TAGGED, "ood": OUT_OF_DOMAIN}
 
 
 def rows(measure, probe, representation, base, tuned, variant="t-s0"):
@@ -15,7 +17,7 @@ def rows(measure, probe, representation, base, tuned, variant="t-s0"):
         if values is None:
             continue
         out += [{"model": "m", "variant": name, "task": "" if name == "base" else "t", "seed": 0, "probe": probe,
-                 "representation": representation, "layer": layer, "measure": measure, "value": value}
+                 "probe_role": ROLES[probe], "representation": representation, "layer": layer, "measure": measure, "value": value}
                 for layer, value in enumerate(values)]
     return out
 
@@ -103,3 +105,16 @@ def test_structure_kept(lowest, verdict):
     result, claims = verdicts(frame)
     assert result["C7"] == verdict
     assert f"{lowest:.2f}" in claims.set_index("claim").loc["C7", "deciding_number"]
+
+
+def test_verdicts_follow_roles_not_probe_names():
+    """Renaming the tagged and out-of-domain probe sets (their roles kept) changes no verdict or number."""
+    frame = table(rows("rsa_spearman_base_vs_finetuned", "dev-t", "token", None, [0.99, 0.9, 0.7, 0.4]),
+                  rows("rsa_spearman_base_vs_finetuned", "ood", "token", None, [0.99, 0.95, 0.8, 0.6]),
+                  rows("pos_probe_accuracy", "pos", "word", [0.9] * LAYERS, [0.9, 0.9, 0.9, 0.87]))
+    renamed = frame.assign(probe=frame["probe"].replace({"ood": "oanc", "pos": "wsj"}))
+    before, after = verdicts(frame)[1], verdicts(renamed)[1]
+    assert before[["verdict", "deciding_number"]].equals(after[["verdict", "deciding_number"]])
+    assert (before["verdict"] != MISSING).sum() >= 4
+    swapped = frame.assign(probe_role=frame["probe_role"].replace({TAGGED: OUT_OF_DOMAIN, OUT_OF_DOMAIN: TAGGED}))
+    assert verdicts(swapped)[0]["C11"] == MISSING

@@ -82,7 +82,7 @@ def temporaries(path: Path) -> list[Path]:
 
 def metrics_settings(tiny_assets) -> dict:
     model_dir, files = tiny_assets
-    return rc.check_config(tiny_config(model_dir, files), SCHEMA)["metrics"]
+    return rc.metric_settings(rc.check_config(tiny_config(model_dir, files), SCHEMA))
 
 
 @pytest.fixture(scope="module")

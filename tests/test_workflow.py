@@ -2,11 +2,13 @@
 
 import copy
 import json
+import shutil
 
 import h5py
 import pandas as pd
 import pytest
 
+from repshift import catalog
 from repshift.tables import read_tables
 
 pytestmark = pytest.mark.workflow
@@ -27,7 +29,7 @@ def rules(jobs):
     return sorted(rule for rule, _ in jobs)
 
 
-FIGURES = ("isotropy", "directprobe", "probing", "rsa", "cka")
+FIGURES = ("isotropy", "directprobe", "probing", "rsa", "cka", "similarity")
 
 
 def test_run_produces_figures_and_tidy_table(finished):
@@ -40,14 +42,22 @@ def test_run_produces_figures_and_tidy_table(finished):
     assert set(table["variant"]) == {"base", "sent-s0", "length-s0", "sent-f1-s0", "length-f1-s0"}
     assert set(table["layer"]) == {0, 1, 2}
     for measure in ("isoscore", "pos_probe_accuracy", "pos_selectivity", "task_probe_accuracy",
-                    "directprobe_n_clusters", "debiased_cka", "block_diagonality_linear",
+                    "directprobe_n_clusters", "debiased_cka", "block_diagonality_linear_cka", "svcca", "mutual_knn_base_vs_finetuned",
                     "rsa_spearman_base_vs_finetuned", "linear_cka_permuted_base_vs_finetuned"):
         assert (table["measure"] == measure).any(), measure
+    assert set(table["measure"]) <= catalog.table_names()
+    expected = {catalog.versus(m.name) for m in catalog.MEASURES if m.base_vs_finetuned}
+    expected |= {name for m in catalog.MEASURES if m.takes != "pair" for name in m.names}
+    expected |= set(finished.config["metrics"]["layer_by_layer"])
+    assert expected <= set(table["measure"]), f"catalog measures missing from the run: {expected - set(table['measure'])}"
+    assert set(table["probe_role"]) == {"dev", "tagged", "out_of_domain"}
     within = table[(table["measure"] == "linear_cka") & (table["layer"] == table["layer_b"])]
     assert within["value"].sub(1).abs().max() < 1e-9
     undefined = table[table["value"].isna()]
-    assert (undefined["representation"] == "cls").all(), "only the constant layer-0 [CLS] may lack a CKA"
+    assert (undefined["representation"] == "cls").all(), "only the constant layer-0 [CLS] may lack a value"
     assert ((undefined["layer"] == 0) | (undefined["layer_b"] == 0)).all()
+    log = (root / "logs/compare/tiny/sent-s0/dev-sent.log").read_text()
+    assert "svcca layer 0: undefined, recorded as NaN" in log and "wrote " in log
     assert table["code_version"].str.len().eq(16).all()
 
 
@@ -125,3 +135,21 @@ def test_report_has_every_figure_and_both_tables(finished):
     for name in FIGURES:
         assert f"{name}.png" in html, name
     assert "claims.csv" in html and "metrics.csv" in html
+
+
+def test_renaming_every_probe_set_changes_no_verdict(finished, tmp_path):
+    """A copy of the finished run with the tagged and out-of-domain probe sets renamed (roles kept)."""
+    renamed = shutil.copytree(finished.root, tmp_path / "renamed", symlinks=True)
+    config = copy.deepcopy(finished.config)
+    config["probes"] = {"wsj_tagged": config["probes"]["pos"], "oanc_sample": config["probes"]["ood"]}
+    from conftest import Project
+
+    project = Project.__new__(Project)
+    project.root = renamed
+    project.write_config(config)
+    project.snakemake()
+    claims = [read_tables([root / "results/tables/claims.csv"]) for root in (finished.root, renamed)]
+    assert claims[0][["claim", "verdict", "deciding_number"]].equals(claims[1][["claim", "verdict", "deciding_number"]])
+    assert (claims[0]["verdict"] != "not measured").sum() >= 20
+    table = read_tables([renamed / "results/tables/metrics.csv"])
+    assert {"wsj_tagged", "oanc_sample"} <= set(table["probe"]) and not {"pos", "ood"} & set(table["probe"])

@@ -228,7 +228,7 @@ class Activations:
     def __exit__(self, *exc):
         self._h.close()
 
-    def _read(self, name: str, layer: int | None = None, rows: slice = slice(None)) -> np.ndarray:
+    def _read(self, name: str, layer: int | slice | None = None, rows: slice = slice(None)) -> np.ndarray:
         try:
             values = self._h[name][:] if layer is None else self._h[name][layer, rows]
         except OSError as exc:
@@ -257,6 +257,16 @@ class Activations:
         for start, a, b in zip(range(0, n_rows, block), bounds[:-1], bounds[1:]):
             picked[order[a:b]] = self._read("tokens/hidden", layer, slice(start, start + block))[wanted[a:b] - start]
         return picked
+
+    def token_blocks(self, rows: np.ndarray):
+        """Every layer's token rows `rows` (sorted), yielded as a list of (m, d) float32 arrays per CHUNK_ROWS
+        of the file: memory holds one chunk of every layer, never a whole layer."""
+        n_rows = self._h["tokens/hidden"].shape[1]
+        bounds = np.searchsorted(rows, np.arange(0, n_rows + CHUNK_ROWS, CHUNK_ROWS))
+        for start, a, b in zip(range(0, n_rows, CHUNK_ROWS), bounds[:-1], bounds[1:]):
+            if b > a:
+                block = self._read("tokens/hidden", slice(None), slice(start, start + CHUNK_ROWS))
+                yield list(block[:, rows[a:b] - start])
 
     def words(self) -> tuple[np.ndarray, np.ndarray]:
         """Token rows that belong to words, and where each word starts among them (a word's pieces are contiguous)."""

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import parse_variant
+from .catalog import named, versus
+from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, dev_probe, parse_variant
 
 HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
 THRESHOLDS = {"frequency_change": 0.1, "cka_kept": 0.5, "probe_drop": 0.01, "rsa_depth_drop": 0.05,
@@ -31,9 +32,15 @@ def full_finetuning(variant: str) -> bool:
     return parsed is not None and parsed.freeze is None
 
 
-def per_layer(frame: pd.DataFrame, measure: str, probe: str, representation: str, finetuned: bool) -> pd.Series:
+def probe_rows(frame: pd.DataFrame, role: str, task: str) -> pd.Series:
+    """Rows of the probe set with `role`: the task's own dev set for the dev role, else the one set with that role."""
+    return frame["probe"] == dev_probe(task) if role == DEV_ROLE else frame["probe_role"] == role
+
+
+def per_layer(frame: pd.DataFrame, measure: str, role: str, task: str, representation: str,
+              finetuned: bool) -> pd.Series:
     """Mean over seeds of one measure per layer, for the base model or the fully fine-tuned variants."""
-    part = frame[(frame["measure"] == measure) & (frame["probe"] == probe)
+    part = frame[(frame["measure"] == named(measure)) & probe_rows(frame, role, task)
                  & (frame["representation"] == representation)]
     chosen = part["variant"].map(full_finetuning).astype(bool) if finetuned else part["variant"] == "base"
     return part[chosen].groupby("layer")["value"].mean()
@@ -56,13 +63,11 @@ def _top(series: pd.Series) -> float:
 
 def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
     """C1-C14 of methods.md for one model and task, from its tidy metric rows, layer-drop and training tables."""
-    dev = f"dev-{task}"
+    def both(measure, representation="token", role=DEV_ROLE):
+        return tuple(per_layer(frame, measure, role, task, representation, tuned) for tuned in (False, True))
 
-    def both(measure, probe=dev, representation="token"):
-        return tuple(per_layer(frame, measure, probe, representation, tuned) for tuned in (False, True))
-
-    def versus(measure, probe=dev):
-        return per_layer(frame, measure, probe, "token", True)
+    def changed(measure, role=DEV_ROLE):
+        return per_layer(frame, versus(measure), role, task, "token", True)
 
     rows = []
 
@@ -80,8 +85,8 @@ def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataF
                        before, after))
     drops = []
     for finetuned in (False, True):
-        plain = _top(per_layer(frame, "task_probe_accuracy", dev, "mean", finetuned))
-        removed = _top(per_layer(frame, "task_probe_accuracy_top_pcs_removed", dev, "mean", finetuned))
+        plain = _top(per_layer(frame, "task_probe_accuracy", DEV_ROLE, task, "mean", finetuned))
+        removed = _top(per_layer(frame, "task_probe_accuracy_top_pcs_removed", DEV_ROLE, task, "mean", finetuned))
         drops.append(plain - removed)
     rows.append(_claim("C3", "isotropy", "after fine-tuning the dominant directions carry task knowledge",
                        None if np.isnan(drops[1]) else drops[1] > max(drops[0], 0),
@@ -92,26 +97,26 @@ def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataF
                        None if np.isnan(after) else abs(after - before) >= THRESHOLDS["frequency_change"],
                        f"|Spearman(frequency, PC1)| top layer {before:.2f} -> {after:.2f} "
                        f"(threshold: change >= {THRESHOLDS['frequency_change']})", before, after))
-    before, after = map(_top, both("directprobe_min_distance_all", dev, "cls"))
+    before, after = map(_top, both("directprobe_min_distance_all", "cls"))
     rows.append(_claim("C5", "DirectProbe", "label clusters move apart", None if np.isnan(after) else after > before,
                        f"min inter-label cluster distance, top layer [CLS] {before:.3g} -> {after:.3g}", before, after))
-    before, after = map(_top, both("directprobe_n_clusters", dev, "cls"))
-    labels = _top(per_layer(frame, "directprobe_n_labels", dev, "cls", False))
+    before, after = map(_top, both("directprobe_n_clusters", "cls"))
+    labels = _top(per_layer(frame, "directprobe_n_labels", DEV_ROLE, task, "cls", False))
     rows.append(_claim("C6", "DirectProbe", "the space becomes simpler for the task",
                        None if np.isnan(after) else after <= before,
                        f"clusters at the top layer {before:.1f} -> {after:.1f} for {labels:.0f} labels", before, after))
-    kept = versus("linear_cka_base_vs_finetuned")
+    kept = changed("linear_cka")
     rows.append(_claim("C7", "DirectProbe", "the original spatial structure is largely kept",
                        None if kept.empty else kept.min() > THRESHOLDS["cka_kept"],
                        f"min over layers of CKA(pre-trained, fine-tuned) on dev tokens {kept.min():.2f} "
                        f"(threshold {THRESHOLDS['cka_kept']})", np.nan, kept.min()))
-    pos_before, pos_after = (per_layer(frame, "pos_probe_accuracy", "pos", "word", f) for f in (False, True))
+    pos_before, pos_after = both("pos_probe_accuracy", "word", TAGGED)
     fall = (pos_before - pos_after).max() if len(pos_after) else np.nan
     rows.append(_claim("C8", "DirectProbe", "fine-tuning does not always help (some probe falls)",
                        None if np.isnan(fall) else fall > THRESHOLDS["probe_drop"],
                        f"largest POS-probe accuracy fall over layers {fall:+.3f} "
                        f"(threshold {THRESHOLDS['probe_drop']})", np.nan, fall))
-    rsa = versus("rsa_spearman_base_vs_finetuned")
+    rsa = changed("rsa_spearman")
     rows.append(_claim("C9", "Merchant", "change concentrates in the top layers",
                        None if rsa.empty else rsa.iloc[0] - rsa.iloc[-1] > THRESHOLDS["rsa_depth_drop"],
                        f"RSA (Spearman) pre-trained vs fine-tuned: layer 0 {rsa.iloc[0] if len(rsa) else np.nan:.2f}, "
@@ -120,7 +125,7 @@ def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataF
                        None if np.isnan(fall) else fall < THRESHOLDS["forgetting"],
                        f"largest POS-probe accuracy fall over layers {fall:+.3f} "
                        f"(threshold {THRESHOLDS['forgetting']})", np.nan, fall))
-    in_domain, out_domain = _top(rsa), _top(versus("rsa_spearman_base_vs_finetuned", "ood"))
+    in_domain, out_domain = _top(rsa), _top(changed("rsa_spearman", OUT_OF_DOMAIN))
     rows.append(_claim("C11", "Merchant", "out-of-domain sentences change less",
                        None if np.isnan(out_domain) else out_domain > in_domain,
                        f"top-layer RSA: in-domain {in_domain:.2f}, out-of-domain {out_domain:.2f}",
@@ -139,7 +144,7 @@ def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataF
                            f"dev accuracy full {full:.3f} vs bottom {deepest['freeze_layers'].iloc[0]} frozen "
                            f"{deepest['dev_accuracy'].mean():.3f} (threshold {THRESHOLDS['freeze_cost']})", full,
                            deepest["dev_accuracy"].mean()))
-    before, after = (per_layer(frame, "block_diagonality_linear", dev, "token", f) for f in (False, True))
+    before, after = both("block_diagonality_linear_cka")
     before, after = (float(s.max()) if len(s) else np.nan for s in (before, after))
     rows.append(_claim("C13", "Phang", "fine-tuned models show block-diagonal layer similarity",
                        None if np.isnan(after) else after > before,

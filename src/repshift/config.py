@@ -9,9 +9,12 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import catalog
 from .errors import UserError
 
 BASE = "base"
+DEV_ROLE, TAGGED, OUT_OF_DOMAIN = "dev", "tagged", "out_of_domain"
+SINGLE_ROLES = (TAGGED, OUT_OF_DOMAIN)
 RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0}
 HEAVY_RULES = ("finetune", "extract")
 
@@ -77,6 +80,15 @@ def check_config(config: dict, schema_path) -> dict:
     clash = {f"dev-{t}" for t in config["tasks"]} & set(config["probes"])
     if clash:
         raise UserError(f"config key probes: {', '.join(sorted(clash))} clashes with a task's dev probe set name")
+    for role in SINGLE_ROLES:
+        named = [name for name, entry in config["probes"].items() if entry["role"] == role]
+        if len(named) > 1:
+            raise UserError(f"config key probes: {' and '.join(named)} both have role {role}; the claims read one "
+                            f"probe set per role: give the others role extra")
+    try:
+        catalog.resolve(config["measures"], config["metrics"]["layer_by_layer"])
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     return config
 
 
@@ -128,6 +140,17 @@ def variants(config: dict) -> list[str]:
 
 def dev_probe(task: str) -> str:
     return f"dev-{task}"
+
+
+def probe_role(config: dict, probe: str) -> str:
+    """What a probe set is to the claims and figures: dev (a task's dev sentences), tagged, out_of_domain, extra."""
+    return config["probes"][probe]["role"] if probe in config["probes"] else DEV_ROLE
+
+
+def metric_settings(config: dict) -> dict:
+    """What the metrics and compare steps run: the shared `metrics` settings and each chosen measure's settings."""
+    return {"metrics": config["metrics"],
+            "measures": catalog.resolve(config["measures"], config["metrics"]["layer_by_layer"])}
 
 
 def probe_sets(config: dict, variant: str) -> list[str]:

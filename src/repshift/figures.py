@@ -10,12 +10,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .catalog import MEASURES, get, named, versus
 from .claims import full_finetuning
-from .config import parse_variant
+from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, parse_variant
 from .provenance import atomic_path
 
 COLOURS = {"pre-trained": "#4c72b0", "fine-tuned": "#dd8452", "frozen": "#55a868", "control": "#8c8c8c"}
-PROBE_STYLES = {"in-domain (dev)": "-", "out-of-domain": "--", "POS (WSJ)": ":"}
+ROLE_STYLES = {DEV_ROLE: "-", OUT_OF_DOMAIN: "--", TAGGED: ":"}
+ROLE_LABELS = {DEV_ROLE: "in-domain (dev)", OUT_OF_DOMAIN: "out-of-domain", TAGGED: "tagged"}
 LAYER = "layer (0 = embeddings)"
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
 plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False,
@@ -44,7 +46,7 @@ def band(ax, frame: pd.DataFrame, label: str, colour: str, style: str = "-") -> 
 
 
 def select(frame: pd.DataFrame, measure: str, probe: str | None = None, representation: str | None = None):
-    keep = frame["measure"] == measure
+    keep = frame["measure"] == named(measure)
     if probe is not None:
         keep &= frame["probe"] == probe
     if representation is not None:
@@ -61,29 +63,37 @@ def pre_and_fine(ax, frame, measure, probe, representation, title, ylabel=None, 
     ax.set(title=title, xlabel=LAYER, ylabel=ylabel)
 
 
+def panel_grid(count: int, columns: int, height: float):
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, height * rows), constrained_layout=True,
+                             squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def present(frame: pd.DataFrame, measures) -> list:
+    return [m for m in measures if (frame["measure"] == m.name).any()]
+
+
 def isotropy_figure(tables, dev, dest, title):
-    panels = [("isotropy_raw", "Partition isotropy I(W), raw"), ("isotropy_centred", "I(W), centred"),
-              ("isoscore", "IsoScore"), ("average_cosine", "Average cosine (dashed: standardized)"),
-              ("top_pc_variance_ratio", "Variance share of the top PC"),
-              ("pcs_for_90pct_variance", "PCs for 90% of variance"),
-              ("rogue_top1_share", "Share of cosine from the top rogue dim."),
-              ("frequency_pc1_abs_spearman", "|Spearman(frequency, PC1)|"),
-              ("cluster_purity_frequency", "k-means purity by frequency bin")]
-    fig, axes = plt.subplots(2, 5, figsize=(15, 5.6), constrained_layout=True)
-    for ax, (measure, panel_title) in zip(axes.flat, panels):
-        pre_and_fine(ax, tables, measure, dev, "token", panel_title)
-        if measure == "average_cosine":
-            pre_and_fine(ax, tables, "average_cosine_standardized", dev, "token", panel_title, style="--",
+    """One panel per isotropy measure the catalog draws here, and one for the task probe after enhancement."""
+    drawn = [m for m in MEASURES if m.figure == "isotropy"]
+    panels = present(tables, [m for m in drawn if m.target != "label"])
+    enhanced = [get("task_probe_accuracy")] + [m for m in drawn if m.target == "label"]
+    fig, axes = panel_grid(len(panels) + 1, 5, 2.8)
+    for ax, measure in zip(axes, panels):
+        pre_and_fine(ax, tables, measure.name, dev, "token", measure.label, measure.unit)
+        if measure.name == named("average_cosine"):
+            pre_and_fine(ax, tables, "average_cosine_standardized", dev, "token", measure.label, style="--",
                          labels="standardized")
-    ax = axes.flat[-1]
-    for measure, style, label in (("task_probe_accuracy", "-", "as is"),
-                                  ("task_probe_accuracy_top_pcs_removed", "--", "top PCs removed"),
-                                  ("task_probe_accuracy_cluster_pcs_removed", ":", "cluster PCs removed")):
-        pre_and_fine(ax, tables, measure, dev, "mean", "Task probe after isotropy enhancement", "accuracy",
-                     style, labels=label)
-    axes.flat[0].legend(loc="best")
-    axes.flat[3].legend(loc="best", fontsize=5.5)
-    axes.flat[-1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=6, ncol=2)
+            ax.legend(loc="best", fontsize=5.5)
+    ax = axes[len(panels)]
+    for measure, style in zip(enhanced, ("-", "--", ":")):
+        pre_and_fine(ax, tables, measure.name, dev, "mean", "Task probe after isotropy enhancement", "accuracy",
+                     style, labels=measure.label)
+    axes[0].legend(loc="best")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=6, ncol=2)
     fig.suptitle(f"{title}: isotropy (Rajaee & Pilehvar 2021), {dev} tokens without [CLS]/[SEP]")
     save(fig, dest, "isotropy")
 
@@ -105,14 +115,21 @@ def directprobe_figure(tables, dev, dest, title):
     save(fig, dest, "directprobe")
 
 
+def role_probe(frame: pd.DataFrame, role: str) -> str | None:
+    """The probe set with `role` (the config allows one per role that a figure reads), or None."""
+    named_sets = sorted(frame.loc[frame["probe_role"] == role, "probe"].unique())
+    return named_sets[0] if named_sets else None
+
+
 def probing_figure(tables, training, dest, title):
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.2), constrained_layout=True)
-    pre_and_fine(axes[0], tables, "pos_probe_accuracy", "pos", "word", "POS probe (words: mean of pieces)",
+    tagged = role_probe(tables, TAGGED)
+    pre_and_fine(axes[0], tables, "pos_probe_accuracy", tagged, "word", f"POS probe on {tagged} (words)",
                  "held-out accuracy")
-    pre_and_fine(axes[0], tables, "pos_control_accuracy", "pos", "word", "POS probe (words: mean of pieces)",
+    pre_and_fine(axes[0], tables, "pos_control_accuracy", tagged, "word", f"POS probe on {tagged} (words)",
                  style=":", labels="control task")
-    pre_and_fine(axes[1], tables, "pos_selectivity", "pos", "word", "POS selectivity (task - control)",
-                 "accuracy difference")
+    measure = get("pos_selectivity")
+    pre_and_fine(axes[1], tables, measure.name, tagged, "word", measure.label, measure.unit)
     dev = sorted(p for p in tables["probe"].unique() if p.startswith("dev-"))[0]
     pre_and_fine(axes[2], tables, "task_probe_accuracy", dev, "mean", "Task probe (mean vectors)",
                  "held-out accuracy")
@@ -129,28 +146,28 @@ def probing_figure(tables, training, dest, title):
     save(fig, dest, "probing")
 
 
-def probe_label(probe: str) -> str:
-    return "in-domain (dev)" if probe.startswith("dev-") else "out-of-domain" if probe == "ood" else "POS (WSJ)"
+def probe_lines(frame: pd.DataFrame):
+    """(probe set, legend label, line style) of every probe set in `frame`, by role."""
+    roles = frame.groupby("probe")["probe_role"].first()
+    for probe, role in sorted(roles.items(), key=lambda item: (item[1] != DEV_ROLE, item[0])):
+        label = ROLE_LABELS[role] if role == DEV_ROLE else f"{ROLE_LABELS.get(role, 'extra')} ({probe})"
+        yield probe, label, ROLE_STYLES.get(role, "-.")
 
 
 def rsa_figure(comparisons, dest, title):
     fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.3), constrained_layout=True)
     full = comparisons[comparisons["variant"].map(full_finetuning)]
-    for probe in sorted(full["probe"].unique()):
-        label = probe_label(probe)
-        band(axes[0], select(full, "rsa_spearman_base_vs_finetuned", probe, "token"), label,
-             COLOURS["fine-tuned"], PROBE_STYLES.get(label, "-"))
-        band(axes[1], select(full, "linear_cka_base_vs_finetuned", probe, "token"), label,
-             COLOURS["fine-tuned"], PROBE_STYLES.get(label, "-"))
-    band(axes[1], select(full, "linear_cka_permuted_base_vs_finetuned", None, "token"),
+    for probe, label, style in probe_lines(full):
+        band(axes[0], select(full, versus("rsa_spearman"), probe, "token"), label, COLOURS["fine-tuned"], style)
+        band(axes[1], select(full, versus("linear_cka"), probe, "token"), label, COLOURS["fine-tuned"], style)
+    band(axes[1], select(full, versus("linear_cka_permuted"), None, "token"),
          "permutation baseline", COLOURS["control"], ":")
     axes[0].set(title="RSA (Spearman) pre-trained vs fine-tuned", xlabel=LAYER, ylabel="Spearman rho")
     axes[1].set(title="Linear CKA pre-trained vs fine-tuned", xlabel=LAYER, ylabel="CKA")
-    dev = [p for p in comparisons["probe"].unique() if p.startswith("dev-")]
-    for variant_freeze, part in comparisons[comparisons["probe"].isin(dev)].groupby(
-            comparisons["variant"].map(lambda v: parse_variant(v).freeze or 0)):
+    in_domain = comparisons[comparisons["probe_role"] == DEV_ROLE]
+    for variant_freeze, part in in_domain.groupby(in_domain["variant"].map(lambda v: parse_variant(v).freeze or 0)):
         colour = COLOURS["fine-tuned"] if variant_freeze == 0 else COLOURS["frozen"]
-        band(axes[2], select(part, "linear_cka_base_vs_finetuned", None, "token"),
+        band(axes[2], select(part, versus("linear_cka"), None, "token"),
              f"bottom {variant_freeze} frozen", colour, "-" if variant_freeze == 0 else "--")
     axes[2].set(title="CKA pre-trained vs fine-tuned by freezing (dev)", xlabel=LAYER, ylabel="CKA")
     for ax in axes:
@@ -184,11 +201,11 @@ def cka_figure(tables, layerdrop, dev, dest, title):
         ax.set_title(f"{label}: linear CKA, {dev} tokens")
     fig.colorbar(image, ax=axes[:2], shrink=0.85, label="linear CKA")
     scores = []
-    for kind in ("linear", "debiased"):
-        part = select(tables, f"block_diagonality_{kind}", dev, "token")
+    for measure in (m for m in MEASURES if m.figure == "cka"):
+        part = select(tables, measure.name, dev, "token")
         for label, chosen in (("pre-trained", part["variant"] == "base"),
                               ("fine-tuned", part["variant"].map(full_finetuning))):
-            scores.append((f"{kind}\n{label}", part[chosen]["value"], COLOURS[label]))
+            scores.append((f"{measure.inputs[0]}\n{label}", part[chosen]["value"], COLOURS[label]))
     axes[2].bar(range(len(scores)), [s.mean() for _, s, _ in scores], color=[c for _, _, c in scores],
                 yerr=[[s.mean() - s.min() for _, s, _ in scores], [s.max() - s.mean() for _, s, _ in scores]],
                 capsize=3)
@@ -208,11 +225,27 @@ def cka_figure(tables, layerdrop, dev, dest, title):
     save(fig, dest, "cka")
 
 
+def similarity_figure(comparisons, dest, title):
+    """Every pair measure the catalog draws here, pre-trained vs fine-tuned per layer, one line per probe set."""
+    full = comparisons[comparisons["variant"].map(full_finetuning)]
+    measures = [m for m in MEASURES if m.figure == "similarity" and (full["measure"] == versus(m.name)).any()]
+    fig, axes = panel_grid(max(len(measures), 1), 4, 2.9)
+    for ax, measure in zip(axes, measures):
+        for probe, label, style in probe_lines(full):
+            band(ax, select(full, versus(measure.name), probe, "token"), label, COLOURS["fine-tuned"], style)
+        reading = "1 = unchanged" if measure.kind == "similarity" else "0 = unchanged"
+        ax.set(title=f"{measure.label} ({reading})", xlabel=LAYER, ylabel=measure.unit)
+        ax.legend(loc="best", fontsize=5.5)
+    fig.suptitle(f"{title}: pre-trained vs fine-tuned, same layer, every similarity measure (tokens)")
+    save(fig, dest, "similarity")
+
+
 def study_figures(tables, comparisons, layerdrop, training, dest, title) -> None:
-    """Render the five study figures of one model and task into `dest` (PNG and PDF each)."""
-    dev = sorted(p for p in tables["probe"].unique() if p.startswith("dev-"))[0]
+    """Render the study figures of one model and task into `dest` (PNG and PDF each)."""
+    dev = sorted(tables.loc[tables["probe_role"] == DEV_ROLE, "probe"].unique())[0]
     isotropy_figure(tables, dev, dest, title)
     directprobe_figure(tables, dev, dest, title)
     probing_figure(tables, training, dest, title)
     rsa_figure(comparisons, dest, title)
     cka_figure(tables, layerdrop, dev, dest, title)
+    similarity_figure(comparisons, dest, title)

@@ -1,29 +1,24 @@
-"""The metrics step: every per-layer measure of one activation file, and base-vs-fine-tuned comparisons, as tidy CSV."""
+"""The metrics step: the measure catalog walked over one activation file (per layer, layer x layer) and over a
+pre-trained / fine-tuned pair (per layer), written as tidy CSV."""
+
+import time
 
 import numpy as np
 import pandas as pd
 
-from . import directprobe, isotropy, probing, similarity
+from . import catalog, probing
 from .activations import Activations
 from .errors import UserError
 from .provenance import file_sha256
 from .tables import write_csv
 
-COLUMNS = ["model", "variant", "task", "seed", "probe", "representation", "layer", "layer_b", "measure", "value",
-           "model_id", "weights_sha256", "code_version"]
-
-ISOTROPY = {
-    "isotropy_raw": lambda x, s: isotropy.partition_isotropy(x, centre=False),
-    "isotropy_centred": lambda x, s: isotropy.partition_isotropy(x, centre=True),
-    "isoscore": lambda x, s: isotropy.isoscore(x),
-    "average_cosine": lambda x, s: isotropy.average_cosine(x, n_pairs=s["cosine_pairs"], seed=s["seed"]),
-    "average_cosine_standardized": lambda x, s: isotropy.average_cosine(
-        isotropy.standardize(x), n_pairs=s["cosine_pairs"], seed=s["seed"]),
-    "rogue_top1_share": lambda x, s: isotropy.rogue_dimensions(x, 1, n_pairs=s["cosine_pairs"], seed=s["seed"])[1][0],
-    "pcs_for_90pct_variance": lambda x, s: isotropy.pcs_for_variance(x, 0.9),
-    "top_pc_variance_ratio": lambda x, s: isotropy.top_pc_ratio(x),
-}
+COLUMNS = ["model", "variant", "task", "seed", "probe", "probe_role", "representation", "layer", "layer_b", "measure",
+           "value", "model_id", "weights_sha256", "code_version"]
 FREQUENCY_BINS = 5
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
 
 
 def sample_rows(rows: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
@@ -33,42 +28,199 @@ def sample_rows(rows: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
 
 
-def token_sample(act: Activations, max_tokens: int, seed: int) -> np.ndarray:
-    """A seeded sample of non-special token rows; identical for every model on the same probe set."""
+def content_tokens(act: Activations) -> np.ndarray:
+    """Token rows that are not special tokens ([CLS], [SEP], ...)."""
     content = np.flatnonzero(~act.token_meta("special"))
     if len(content) < 2:
         raise UserError(f"{act.path}: fewer than 2 content tokens")
-    return sample_rows(content, max_tokens, seed)
+    return content
+
+
+def token_sample(act: Activations, max_tokens: int, seed: int) -> np.ndarray:
+    """A seeded sample of non-special token rows; identical for every model on the same probe set."""
+    return sample_rows(content_tokens(act), max_tokens, seed)
 
 
 def sentence_sample(act: Activations, settings: dict) -> np.ndarray:
-    """The seeded sample of sentence rows that sentence-level CKA uses (metrics.max_sentences)."""
+    """The seeded sample of sentence rows that sentence-level measures use (metrics.max_sentences)."""
     return sample_rows(np.arange(len(act.sentence_meta("sentence_id"))), settings["max_sentences"], settings["seed"])
 
 
-def _layers(act: Activations, representation: str, index: np.ndarray | None = None) -> list[np.ndarray]:
-    """Every layer's matrix of one representation (token, word, cls, mean) as float64, rows limited to `index`
-    for tokens and sentences."""
-    if representation == "token":
-        return [act.tokens(layer, index).astype(np.float64) for layer in range(act.n_layers)]
-    if representation == "word":
-        return [act.word_vectors(layer) for layer in range(act.n_layers)]
-    rows = slice(None) if index is None else index
-    return [act.sentences(layer, representation)[rows].astype(np.float64) for layer in range(act.n_layers)]
+def frequency_bins(pieces: np.ndarray, bins: int = FREQUENCY_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Each token's word-piece frequency in the probe set, and its frequency quantile bin (0 = rarest)."""
+    _, inverse, counts = np.unique(pieces, return_inverse=True, return_counts=True)
+    frequency = counts[inverse]
+    edges = np.quantile(frequency, np.linspace(0, 1, bins + 1)[1:-1])
+    return frequency, np.searchsorted(edges, frequency, side="right")
 
 
-def undefined_as_nan(measure: str, compute, n_layers: int):
-    """Per-layer values of a measure, or NaN for every layer (with the reason logged) where it is undefined."""
+class View:
+    """One representation of a probe set: every layer's matrix over the same rows, the per-row targets that
+    labelled measures read, the sentence of each row, and (for tokens) the rows to stream when all are wanted."""
+
+    def __init__(self, layers, targets: dict, groups: np.ndarray, stream=None):
+        self.layers, self.targets, self.groups, self.stream = layers, targets, groups, stream
+
+    def sample(self, max_rows: int | None, seed: int) -> np.ndarray:
+        rows = np.arange(len(self.groups))
+        return rows if max_rows is None else sample_rows(rows, max_rows, seed)
+
+
+def views(act: Activations, settings: dict) -> dict:
+    """Lazily built views of an activation file: token, word (POS-tagged probe sets), cls and mean."""
+    seed = settings["seed"]
+
+    def token():
+        index = token_sample(act, settings["max_tokens"], seed)
+        frequency, frequency_bin = frequency_bins(act.token_meta("piece_id")[index])
+        tags = act.token_meta("pos_tag")[index]
+        targets = {"frequency": frequency, "frequency_bin": frequency_bin}
+        if (tags >= 0).all() and len(act.tag_names) > 1:
+            targets["tag"] = tags
+        all_rows = content_tokens(act)
+        return View([act.tokens(layer, index).astype(np.float64) for layer in range(act.n_layers)], targets,
+                    act.token_meta("sentence_id")[index], stream=lambda: act.token_blocks(all_rows))
+
+    def word():
+        if not act.tag_names:
+            return None
+        rows, starts = act.words()
+        tags = act.token_meta("pos_tag")[rows][starts]
+        pieces = act.token_meta("piece_id")[rows]
+        types = np.array([pieces[a:b].tobytes() for a, b in zip(starts, np.r_[starts[1:], len(rows)])])
+        return View([act.word_vectors(layer) for layer in range(act.n_layers)],
+                    {"tag": tags, "control_tag": probing.control_labels(types, tags, seed=seed)},
+                    act.token_meta("sentence_id")[rows][starts])
+
+    def sentences(kind):
+        index = sentence_sample(act, settings)
+        labels = act.sentence_meta("label")[index]
+        targets = {"label": labels} if len(act.label_names) > 1 else {}
+        return View([act.sentences(layer, kind)[index].astype(np.float64) for layer in range(act.n_layers)],
+                    targets, index)
+
+    makers = {"token": token, "word": word, "cls": lambda: sentences("cls"), "mean": lambda: sentences("mean")}
+    made = {}
+
+    def get(representation):
+        if representation not in made:
+            made[representation] = makers[representation]()
+        return made[representation]
+
+    return get
+
+
+def _value(name: str, where: str, compute):
+    """compute(), or NaN with the reason logged when the measure is undefined there."""
     try:
-        return compute()
+        value = compute()
     except ValueError as reason:
-        print(f"{measure}: undefined here, recorded as NaN ({reason})", flush=True)
-        return [np.nan] * n_layers
+        log(f"{name} {where}: undefined, recorded as NaN ({reason})")
+        return np.nan
+    if not isinstance(value, dict) and not np.isfinite(value):
+        log(f"{name} {where}: undefined, recorded as NaN (a representation without variance)")
+    return value
 
 
-def _rows(representation: str, measure: str, values, **extra) -> list[dict]:
-    return [{"representation": representation, "layer": layer, "measure": measure, "value": float(v), **extra}
+def _logged_matrix(name: str, representation: str, matrix: np.ndarray) -> np.ndarray:
+    for a, b in np.argwhere(~np.isfinite(matrix) & np.triu(np.ones(matrix.shape, dtype=bool))):
+        log(f"{name} {representation} layers {a}, {b}: undefined, recorded as NaN (a representation without variance)")
+    return matrix
+
+
+def _stream_matrix(make, chunks) -> np.ndarray:
+    stream = make()
+    for chunk in chunks:
+        stream.add(chunk)
+    return stream.matrix()
+
+
+def _pair_matrix(measure, settings: dict, shared: dict, view: View, representation: str) -> np.ndarray:
+    """The layer x layer matrix of a pair measure: streamed over every token, all pairs at once, or pair by pair."""
+    if measure.stream and settings.get("all_tokens") and view.stream is not None:
+        return _stream_matrix(measure.bind_stream(settings, shared), view.stream())
+    rows = view.sample(settings.get("max_rows"), shared["seed"])
+    layers = [x[rows] for x in view.layers]
+    if measure.all_pairs:
+        return measure.bind_all_pairs(settings, shared)(layers)
+    if measure.stream:
+        return _stream_matrix(measure.bind_stream(settings, shared), [layers])
+    compute, size = measure.bind(settings, shared), len(layers)
+    matrix = np.full((size, size), np.nan)
+    for a in range(size):
+        for b in range(a, size):
+            matrix[a, b] = matrix[b, a] = _value(measure.name, f"{representation} layers {a}, {b}",
+                                                 lambda: compute(layers[a], layers[b]))
+    return matrix
+
+
+def _per_layer(name, representation, values, **extra) -> list[dict]:
+    return [{"representation": representation, "layer": layer, "measure": name, "value": float(v), **extra}
             for layer, v in enumerate(values)]
+
+
+def _labelled(measure, compute, view: View, settings: dict, shared: dict, representation: str) -> list[dict]:
+    y = view.targets.get(measure.target)
+    if y is None:
+        log(f"{measure.name} {representation}: not measured, this probe set has no {measure.target} per row")
+        return []
+    rows = view.sample(settings.get("max_rows"), shared["seed"])
+    results = [_value(measure.name, f"{representation} layer {layer}", lambda x=x: compute(x[rows], y[rows],
+                                                                                            view.groups[rows]))
+               for layer, x in enumerate(view.layers)]
+    if not measure.outputs:
+        return _per_layer(measure.name, representation, results)
+    return [row for name, output in zip(measure.names, measure.outputs) for row in _per_layer(
+        name, representation, [r[output] if isinstance(r, dict) else np.nan for r in results])]
+
+
+def walk_layers(get_view, chosen: dict, shared: dict) -> list[dict]:
+    """Every chosen measure of one activation file: per layer, labelled, layer x layer, derived, matrix."""
+    rows, matrices = [], {}
+    for measure in catalog.MEASURES:
+        if measure.name not in chosen or (measure.takes == "pair" and measure.name not in shared["layer_by_layer"]):
+            continue
+        settings, started = chosen[measure.name], time.perf_counter()
+        for representation in measure.representations:
+            view = get_view(representation)
+            if view is None:
+                log(f"{measure.name} {representation}: not measured, this probe set has no {representation} rows")
+                continue
+            if measure.takes == "layer":
+                compute = measure.bind(settings, shared)
+                rows += _per_layer(measure.name, representation, [
+                    _value(measure.name, f"{representation} layer {layer}", lambda x=x: compute(x))
+                    for layer, x in enumerate(view.layers)])
+            elif measure.takes == "labelled":
+                rows += _labelled(measure, measure.bind(settings, shared), view, settings, shared, representation)
+            elif measure.takes == "pair":
+                matrix = _logged_matrix(measure.name, representation,
+                                        _pair_matrix(measure, settings, shared, view, representation))
+                matrices[measure.name, representation] = matrix
+                rows += [{"representation": representation, "layer": a, "layer_b": b, "measure": measure.name,
+                          "value": matrix[a, b]} for a in range(len(matrix)) for b in range(len(matrix))]
+            elif measure.takes == "derived":
+                values = [[r["value"] for r in rows if r["measure"] == name and r["representation"] == representation]
+                          for name in measure.inputs]
+                if all(values):
+                    rows += _per_layer(measure.name, representation, measure.function(*values))
+            else:
+                rows += _matrix_rows(measure, matrices.get((measure.inputs[0], representation)), representation)
+        log(f"{measure.name}: {time.perf_counter() - started:.1f} s")
+    return rows
+
+
+def _matrix_rows(measure, matrix, representation: str) -> list[dict]:
+    """A score of a layer x layer matrix over its defined layers, recorded at the layer it names."""
+    if matrix is None:
+        return []
+    finite = np.isfinite(matrix).all(axis=0)
+    if finite.sum() < 3:
+        log(f"{measure.name} {representation}: undefined, fewer than 3 layers with defined values")
+        return []
+    score, split = measure.function(matrix[np.ix_(finite, finite)])
+    return [{"representation": representation, "layer": int(np.flatnonzero(finite)[0]) + split,
+             "measure": measure.name, "value": score}]
 
 
 def _frame(rows: list[dict], act: Activations, identity: dict) -> pd.DataFrame:
@@ -80,102 +232,6 @@ def _frame(rows: list[dict], act: Activations, identity: dict) -> pd.DataFrame:
     return frame.reindex(columns=COLUMNS)
 
 
-def frequency_bins(pieces: np.ndarray, bins: int = FREQUENCY_BINS) -> tuple[np.ndarray, np.ndarray]:
-    """Each token's word-piece frequency in the probe set, and its frequency quantile bin (0 = rarest)."""
-    _, inverse, counts = np.unique(pieces, return_inverse=True, return_counts=True)
-    frequency = counts[inverse]
-    edges = np.quantile(frequency, np.linspace(0, 1, bins + 1)[1:-1])
-    return frequency, np.searchsorted(edges, frequency, side="right")
-
-
-def isotropy_rows(act: Activations, tokens: list[np.ndarray], index: np.ndarray, settings: dict) -> list[dict]:
-    """Rajaee & Pilehvar's suite on sampled content tokens, with frequency and token-type structure."""
-    frequency, frequency_bin = frequency_bins(act.token_meta("piece_id")[index])
-    tags = act.token_meta("pos_tag")[index]
-    rows = []
-    for name, measure in ISOTROPY.items():
-        rows += _rows("token", name, [measure(x, settings) for x in tokens])
-    correlations = [np.abs(isotropy.frequency_pc_correlation(x, frequency, n_pcs=5)) for x in tokens]
-    rows += _rows("token", "frequency_pc1_abs_spearman", [c[0] for c in correlations])
-    rows += _rows("token", "frequency_top5pc_max_abs_spearman", [c.max() for c in correlations])
-    groupings = {"cluster_purity_frequency": (frequency_bin, FREQUENCY_BINS)}
-    if (tags >= 0).all() and len(act.tag_names) > 1:
-        groupings["cluster_purity_pos"] = (tags, settings["clusters"])
-    sample = np.random.default_rng(settings["seed"]).permutation(len(index))[: settings["cluster_tokens"]]
-    for name, (groups, k) in groupings.items():
-        rows += _rows("token", name, [isotropy.cluster_purity(x[sample], groups[sample], k, seed=settings["seed"])
-                                      for x in tokens])
-    return rows
-
-
-def similarity_rows(act: Activations, tokens: list[np.ndarray], settings: dict) -> list[dict]:
-    """Layer-by-layer linear and debiased CKA on tokens and [CLS], and each matrix's block-diagonality."""
-    rows = []
-    for representation, layers in (("token", tokens), ("cls", _layers(act, "cls", sentence_sample(act, settings)))):
-        for kind in ("linear", "debiased"):
-            matrix = similarity.cka_matrix(layers, debiased=kind == "debiased")
-            size = len(layers)
-            rows += [{"representation": representation, "layer": a, "layer_b": b, "measure": f"{kind}_cka",
-                      "value": matrix[a, b]} for a in range(size) for b in range(size)]
-            finite = np.isfinite(matrix).all(axis=0)
-            if finite.sum() >= 3:
-                score, split = similarity.block_diagonality(matrix[np.ix_(finite, finite)])
-                first = int(np.flatnonzero(finite)[0])
-                rows.append({"representation": representation, "layer": first + split, "measure":
-                             f"block_diagonality_{kind}", "value": score})
-    return rows
-
-
-def probe_options(settings: dict) -> dict:
-    return {"seed": settings["seed"], "l2": settings["probe_l2"], "max_iter": settings["probe_iterations"]}
-
-
-def pos_probe_rows(act: Activations, settings: dict) -> list[dict]:
-    """POS probe per layer on words (mean of pieces), its Hewitt & Liang control task, and selectivity."""
-    rows_, starts = act.words()
-    tags = act.token_meta("pos_tag")[rows_][starts]
-    pieces = act.token_meta("piece_id")[rows_]
-    types = np.array([pieces[a:b].tobytes() for a, b in zip(starts, np.r_[starts[1:], len(rows_)])])
-    sentence = act.token_meta("sentence_id")[rows_][starts]
-    train, test = probing.split_indices(len(tags), settings["probe_test_fraction"], settings["seed"], groups=sentence)
-    words = _layers(act, "word")
-    control_tags = probing.control_labels(types, tags, seed=settings["seed"])
-    task, control = (undefined_as_nan(name, lambda y=y: probing.probe_layers(words, y, train, test,
-                                                                               **probe_options(settings)), len(words))
-                     for name, y in (("pos_probe_accuracy", tags), ("pos_control_accuracy", control_tags)))
-    return (_rows("word", "pos_probe_accuracy", task) + _rows("word", "pos_control_accuracy", control)
-            + _rows("word", "pos_selectivity", probing.selectivity(task, control)))
-
-
-def sentence_rows(act: Activations, settings: dict) -> list[dict]:
-    """Task-label probes on [CLS] and mean vectors, DirectProbe on [CLS], and isotropy enhancement vs probe accuracy."""
-    labels = act.sentence_meta("label")
-    train, test = probing.split_indices(len(labels), settings["probe_test_fraction"], settings["seed"])
-    rows = []
-    for representation in ("cls", "mean"):
-        layers = _layers(act, representation)
-        rows += _rows(representation, "task_probe_accuracy",
-                      probing.probe_layers(layers, labels, train, test, **probe_options(settings)))
-        if representation == "mean":
-            enhanced = {
-                "task_probe_accuracy_top_pcs_removed": [
-                    isotropy.remove_top_directions(x, settings["remove_top_pcs"]) for x in layers],
-                "task_probe_accuracy_cluster_pcs_removed": [
-                    isotropy.cluster_remove(x, settings["clusters"], settings["cluster_pcs"], seed=settings["seed"])
-                    for x in layers],
-            }
-            for name, spaces in enhanced.items():
-                rows += _rows(representation, name, probing.probe_layers(spaces, labels, train, test,
-                                                                         **probe_options(settings)))
-    for layer, x in enumerate(_layers(act, "cls")):
-        if np.ptp(x, axis=0).max() == 0:
-            continue
-        found = directprobe.directprobe(x, labels, max_points=settings["directprobe_points"], seed=settings["seed"])
-        rows += [{"representation": "cls", "layer": layer, "measure": f"directprobe_{key}", "value": found[key]}
-                 for key in ("n_clusters", "n_labels", "min_distance_all", "mean_distance_all")]
-    return rows
-
-
 def expected_provenance(identity: dict, weights=None) -> dict:
     """What an activation file must have been made from: the step's model, variant and probe set, and for a
     fine-tuned variant the sha256 of `weights`, the model.safetensors that the finetune rule wrote."""
@@ -183,39 +239,60 @@ def expected_provenance(identity: dict, weights=None) -> dict:
     return expect if weights is None else {**expect, "weights_sha256": file_sha256(weights)}
 
 
+def _describe(act: Activations, settings: dict) -> None:
+    log(f"{act.path}: {act.n_layers} layers, {len(act.token_meta('special'))} tokens, "
+        f"{len(act.sentence_meta('sentence_id'))} sentences, {len(act.tag_names)} tags, "
+        f"{len(act.label_names)} labels; model {act.provenance['model_id']}")
+    log(f"settings: {settings['metrics']}; measures: {', '.join(settings['measures'])}")
+
+
 def layer_metrics(activation_file, out, settings: dict, identity: dict, weights=None) -> None:
-    """Every per-layer measure of one activation file: isotropy, structure, CKA, probes, DirectProbe."""
+    """Every chosen measure of one activation file (settings: the config's `metrics` and resolved `measures`)."""
     with Activations(activation_file, expect=expected_provenance(identity, weights)) as act:
-        index = token_sample(act, settings["max_tokens"], settings["seed"])
-        tokens = _layers(act, "token", index)
-        rows = isotropy_rows(act, tokens, index, settings) + similarity_rows(act, tokens, settings)
-        if act.tag_names:
-            rows += pos_probe_rows(act, settings)
-        if len(act.label_names) > 1:
-            rows += sentence_rows(act, settings)
+        _describe(act, settings)
+        rows = walk_layers(views(act, settings["metrics"]), settings["measures"], settings["metrics"])
         write_csv(_frame(rows, act, identity), out)
+        log(f"wrote {len(rows)} values to {out}")
+
+
+def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: View) -> list[float]:
+    """Per layer, a pair measure between the pre-trained and the fine-tuned model on the same rows."""
+    if measure.stream and settings.get("all_tokens") and base_view.stream is not None:
+        streams = [measure.bind_stream(settings, shared)() for _ in base_view.layers]
+        for a, b in zip(base_view.stream(), tuned_view.stream()):
+            for stream, x, y in zip(streams, a, b):
+                stream.add([x, y])
+        return [_value(measure.name, f"layer {layer}", lambda s=s: s.matrix()[0, 1]) for layer, s in enumerate(streams)]
+    rows = base_view.sample(settings.get("max_rows"), shared["seed"])
+    pairs = [(x[rows], y[rows]) for x, y in zip(base_view.layers, tuned_view.layers)]
+    if measure.all_pairs:
+        compute = lambda x, y: measure.bind_all_pairs(settings, shared)([x, y])[0, 1]  # noqa: E731
+    elif measure.stream:
+        compute = lambda x, y: _stream_matrix(measure.bind_stream(settings, shared), [[x, y]])[0, 1]  # noqa: E731
+    else:
+        compute = measure.bind(settings, shared)
+    return [_value(measure.name, f"layer {layer}", lambda x=x, y=y: compute(x, y)) for layer, (x, y) in enumerate(pairs)]
 
 
 def compare_metrics(base_file, finetuned_file, weights, out, settings: dict, identity: dict) -> None:
-    """Per layer, pre-trained vs fine-tuned on the same tokens and sentences: CKA (with a permutation baseline) and RSA."""
+    """Per layer, every chosen pair measure between the pre-trained and the fine-tuned model on the same rows."""
     with (Activations(base_file, expect=expected_provenance({**identity, "variant": "base"})) as base,
           Activations(finetuned_file, expect={**expected_provenance(identity, weights), "n_layers": base.n_layers})
           as tuned):
         if not np.array_equal(base.token_meta("piece_id"), tuned.token_meta("piece_id")):
             raise UserError(f"{base_file} and {finetuned_file} hold different tokens; re-extract both")
-        index = {"token": token_sample(base, settings["max_tokens"], settings["seed"]),
-                 "cls": sentence_sample(base, settings)}
-        rsa_index = np.arange(min(len(index["token"]), settings["rsa_tokens"]))
+        _describe(tuned, settings)
+        shared = settings["metrics"]
+        base_views, tuned_views = views(base, shared), views(tuned, shared)
         rows = []
-        for representation in ("token", "cls"):
-            a, b = (_layers(act, representation, index[representation]) for act in (base, tuned))
-            rows += _rows(representation, "linear_cka_base_vs_finetuned", similarity.cka_between(a, b))
-            rows += _rows(representation, "debiased_cka_base_vs_finetuned", similarity.cka_between(a, b, debiased=True))
-            rows += _rows(representation, "linear_cka_permuted_base_vs_finetuned", [
-                similarity.cka_permutation_baseline(x, y, settings["permutations"], settings["seed"]).mean()
-                if np.ptp(x, axis=0).max() > 0 else np.nan for x, y in zip(a, b)])
-            if representation == "token":
-                for method in ("pearson", "spearman"):
-                    rows += _rows(representation, f"rsa_{method}_base_vs_finetuned",
-                                  [similarity.rsa(x[rsa_index], y[rsa_index], method) for x, y in zip(a, b)])
+        for measure in catalog.MEASURES:
+            if measure.name not in settings["measures"] or not measure.base_vs_finetuned:
+                continue
+            started = time.perf_counter()
+            for representation in measure.representations:
+                values = _versus(measure, settings["measures"][measure.name], shared, base_views(representation),
+                                 tuned_views(representation))
+                rows += _per_layer(catalog.versus(measure.name), representation, values)
+            log(f"{measure.name}: {time.perf_counter() - started:.1f} s")
         write_csv(_frame(rows, tuned, identity), out)
+        log(f"wrote {len(rows)} values to {out}")

@@ -146,3 +146,13 @@ def split_indices(n: int, test_fraction: float, seed: int,
     test_groups = order[:min(n_test_groups, sizes.size - 1)]
     in_test = np.isin(group_codes, test_groups)
     return np.flatnonzero(~in_test), np.flatnonzero(in_test)
+
+
+def probe_accuracy(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, seed: int = 0,
+                   probe_test_fraction: float = 0.25, probe_l2: float = 1e-3, probe_iterations: int = 100) -> float:
+    """Held-out accuracy of a linear probe on X for labels y, on a seeded split that keeps each group on one side.
+    acc = mean[argmax(W z + b) = y] over the test rows, (W, b) fit on the train rows (see linear_probe_accuracy)."""
+    X, y = np.asarray(X), np.asarray(y)
+    train, test = split_indices(len(y), probe_test_fraction, seed, groups=groups)
+    return linear_probe_accuracy(X[train], y[train], X[test], y[test], l2=probe_l2, seed=seed,
+                                 max_iter=probe_iterations)

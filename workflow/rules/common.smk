@@ -25,7 +25,7 @@ def alternatives(names):
 
 
 FINETUNED = f"(?:{alternatives(TASKS)})(?:-f\\d+)?-s\\d+"
-FIGURES = ["isotropy", "directprobe", "probing", "rsa", "cka"]
+FIGURES = ["isotropy", "directprobe", "probing", "rsa", "cka", "similarity"]
 
 
 wildcard_constraints:

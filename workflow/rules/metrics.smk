@@ -5,8 +5,9 @@ rule metrics:
     output:
         "results/metrics/{model}/{variant}/{probe}.csv",
     params:
-        settings=as_json(config["metrics"]),
-        provenance=lambda wc: identity("metrics", wc, wc.variant, probe=wc.probe),
+        settings=as_json(rc.metric_settings(config)),
+        provenance=lambda wc: identity("metrics", wc, wc.variant, probe=wc.probe,
+                                       probe_role=rc.probe_role(config, wc.probe)),
     threads: res("metrics", "threads")
     resources:
         mem_mb=res("metrics", "mem_mb"),
@@ -29,8 +30,9 @@ rule compare:
     output:
         "results/compare/{model}/{finetuned}/{probe}.csv",
     params:
-        settings=as_json(config["metrics"]),
-        provenance=lambda wc: identity("metrics", wc, wc.finetuned, probe=wc.probe),
+        settings=as_json(rc.metric_settings(config)),
+        provenance=lambda wc: identity("metrics", wc, wc.finetuned, probe=wc.probe,
+                                       probe_role=rc.probe_role(config, wc.probe)),
     threads: res("compare", "threads")
     resources:
         mem_mb=res("compare", "mem_mb"),
