@@ -13,13 +13,16 @@ how far the values differ) and writes the same rows as CSV. Sections:
   isoscore    isotropy.isoscore vs the IsoScore package
   probes      probing.probe_layers vs scikit-learn LogisticRegression on the same standardised features
   memory      peak RSS of the metrics step on synthetic activation files of growing size (one subprocess each)
+  streaming   exact linear CKA over every token of those files (Activations.token_blocks + similarity.CKAStream):
+              peak RSS and time per token at 10^5 and 10^6 tokens, against the default's 8,000-token sample,
+              minibatch CKA (a different estimator) and, where their n x n Grams fit, ckatorch and torch-cka
   workflow    snakemake -n on configs/paper.yaml's DAG in a temporary --directory: planning, no-op, and
               the jobs rerun after one task's setting changes
 
 benchmarks/profile_extract.py is the profile behind the extraction rows (batch sizes, writer variants, cProfile).
 
 --quick uses small sizes (about a minute on 2 cores); the default sizes are those of the issue
-(1,000 sentences, n = 20,000 tokens for CKA, 100k/300k/1M-token files).
+(1,000 sentences, n = 20,000 tokens for CKA, 100k/300k/1M-token files; 100k/1M for streaming).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ import numpy as np  # noqa: E402
 from dry_run import parse_dry_run  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "memory", "workflow")
+SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "memory", "streaming", "workflow")
 COLUMNS = ["section", "benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds",
            "max_abs_diff", "max_rel_diff", "note"]
 
@@ -77,6 +80,10 @@ class Sizes:
     memory_sizes: tuple = (100_000, 300_000, 1_000_000)
     memory_part: str = "metrics"
     memory_max_tokens: int = 8000
+    streaming_sizes: tuple = (100_000, 1_000_000)
+    streaming_batch: int = 1000    # MinibatchCKA batch size (the catalog's minibatch_cka default)
+    streaming_ckatorch_n: int = 20000  # the largest n at which ckatorch's n x n Grams fit (18 GB at 20,000)
+    streaming_torchcka_n: int = 1500   # torch-cka: O(n^3) per pair, all 49 pairs
     reduced_dag: bool = False
     noop_repeat: int = 3
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -85,7 +92,8 @@ class Sizes:
 def quick_sizes() -> Sizes:
     return Sizes(quick=True, sentences=60, extract_repeat=1, cka_n=1500, ckatorch_n=1000, torchcka_n=300,
                  rsa_n=300, iso_n=1000, repeat=1, memory_sizes=(4_000, 8_000, 16_000), memory_part="cka",
-                 memory_max_tokens=1000, reduced_dag=True, noop_repeat=1)
+                 memory_max_tokens=1000, streaming_sizes=(4_000, 16_000), streaming_ckatorch_n=1000,
+                 streaming_torchcka_n=300, reduced_dag=True, noop_repeat=1)
 
 
 def row(section, benchmark, size="", repshift=None, reference=None, unit="", ratio=None, target="", holds="",
@@ -656,9 +664,10 @@ def memory_child(path: str, part: str, settings_json: str) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             metrics.layer_metrics(path, Path(path).with_suffix(".csv"), settings, identity)
     else:
+        shared = settings["metrics"]
         with Activations(path) as act:
-            index = metrics.token_sample(act, settings["max_tokens"], settings["seed"])
-            tokens = metrics._layers(act, "token", index)
+            index = metrics.token_sample(act, shared["max_tokens"], shared["seed"])
+            tokens = [act.tokens(layer, index).astype(np.float64) for layer in range(act.n_layers)]
         for debiased in (False, True):
             similarity.cka_matrix(tokens, debiased=debiased)
     print(json.dumps({"import_kib": floor, "peak_kib": high_water_kib(), "seconds": time.perf_counter() - start}))
@@ -685,8 +694,30 @@ def run_measured(command: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# What the memory rows have measured since they were written: the isotropy family's token measures on the token sample
+# and linear and debiased CKA (with block-diagonality) on the same sample and on [CLS]. Every other measure is off.
+MEMORY_CKA = ("linear_cka", "debiased_cka", "block_diagonality_linear_cka", "block_diagonality_debiased_cka")
+
+
+def memory_settings(max_tokens: int) -> dict:
+    """layer_metrics' settings for the memory rows: the schema's shared `metrics` defaults (max_tokens changed) and
+    the isotropy family's token measures and MEMORY_CKA; CKA on the sample (all_tokens off), as before streaming."""
+    from repshift import catalog
+
+    def kept(m):
+        return m.name in MEMORY_CKA or (m.family == "isotropy" and m.representations == ("token",))
+
+    chosen = {m.name: False for m in catalog.MEASURES if not kept(m)}
+    chosen.update({name: {"all_tokens": False} for name in ("linear_cka", "debiased_cka")})
+    measures = catalog.resolve(chosen)
+    shared = {**schema_defaults("metrics"), "max_tokens": max_tokens}
+    if "layer_by_layer" in shared:  # the pair measures computed layer x layer: those still on
+        shared["layer_by_layer"] = [name for name in shared["layer_by_layer"] if name in measures]
+    return {"metrics": shared, "measures": measures}
+
+
 def bench_memory(sizes: Sizes, work: Path) -> list[dict]:
-    settings = {**schema_defaults("metrics"), "max_tokens": sizes.memory_max_tokens}
+    settings = memory_settings(sizes.memory_max_tokens)
     results = []
     for n in sizes.memory_sizes:
         path = work / f"synthetic-{n}.h5"
@@ -709,6 +740,190 @@ def bench_memory(sizes: Sizes, work: Path) -> list[dict]:
                         note=f"max_tokens={sizes.memory_max_tokens}; ratio = peak / peak at the smallest n; "
                              f"getrusage(RUSAGE_CHILDREN) of a small launcher; VmHWM {report['peak_kib'] / 1024:.0f} "
                              f"MiB, after imports {report['import_kib'] / 1024:.0f} MiB; step {report['seconds']:.1f} s"))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- 4b. streaming
+
+def streaming_child(path: str, mode: str, settings_json: str) -> None:
+    """Run in a subprocess: one CKA estimator on one synthetic file; print its matrix, its time and its peak RSS.
+
+    stream     exact linear CKA over every content token: Activations.token_blocks chunks into CKAStream
+    minibatch  MinibatchCKA(batch) over the same chunks (Nguyen et al.'s estimator, not exact CKA)
+    sample     the default's seeded token sample (metrics.token_sample) and cka_matrix in memory
+    ckatorch   the first n content tokens: CKAStream over their chunks, then ckatorch cka_base on `pairs`
+    torchcka   the first n content tokens: CKAStream(debiased=True), then torch-cka CKA.compare (one batch)
+    """
+    start = time.perf_counter()
+    from repshift import metrics, similarity
+    from repshift.activations import Activations
+
+    settings = json.loads(settings_json)
+    floor = high_water_kib()
+    report = {}
+    began = time.perf_counter()
+    with Activations(path) as act:
+        rows_ = metrics.content_tokens(act)
+        if mode in ("stream", "minibatch"):
+            stream = similarity.CKAStream() if mode == "stream" else similarity.MinibatchCKA(settings["batch"])
+            adding = 0.0
+            for chunk in act.token_blocks(rows_):
+                at = time.perf_counter()
+                stream.add(chunk)
+                adding += time.perf_counter() - at
+            matrix = stream.matrix()
+            report.update(add_seconds=adding, rows=len(rows_))
+        elif mode == "sample":
+            index = metrics.token_sample(act, settings["sample"], settings["seed"])
+            matrix = similarity.cka_matrix([act.tokens(layer, index) for layer in range(act.n_layers)])
+            report.update(rows=len(index))
+        else:
+            chunks = list(act.token_blocks(rows_[: settings["n"]]))
+            report.update(read_seconds=time.perf_counter() - began, rows=sum(len(c[0]) for c in chunks))
+            at = time.perf_counter()
+            stream = similarity.CKAStream(debiased=mode == "torchcka")
+            for chunk in chunks:
+                stream.add(chunk)
+            matrix = stream.matrix()
+            report.update(stream_seconds=time.perf_counter() - at, stream_peak_kib=high_water_kib())
+            layers = [np.concatenate(parts).astype(np.float64) for parts in zip(*chunks)]
+            del chunks
+            at = time.perf_counter()
+            if mode == "ckatorch":
+                pairs = [tuple(p) for p in settings["pairs"]]
+                found = ckatorch_pairs(layers, pairs)
+                report["reference"] = [found[p] for p in pairs]
+                report["ours"] = [float(matrix[p]) for p in pairs]
+            else:
+                report["reference"] = torchcka_matrix(layers).tolist()
+                report["ours"] = matrix.tolist()
+            report["reference_seconds"] = time.perf_counter() - at
+    report.update(matrix=np.asarray(matrix).tolist(), compute_seconds=time.perf_counter() - began,
+                  import_kib=floor, peak_kib=high_water_kib(), seconds=time.perf_counter() - start)
+    print(json.dumps(report))
+
+
+def mem_total_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def bench_streaming(sizes: Sizes, work: Path) -> list[dict]:
+    """Exact CKA over every token, streamed, beside the sample the default uses, minibatch CKA and the Gram-based
+    packages; each estimator in its own subprocess (peak RSS as in the memory section)."""
+    seed, sample = schema_defaults("metrics").get("seed", 0), sizes.memory_max_tokens
+    pairs = upper_pairs(7)[: sizes.ckatorch_pairs]
+
+    def child(path, mode, **extra):
+        settings = {"seed": seed, "sample": sample, "batch": sizes.streaming_batch, **extra}
+        return run_measured([sys.executable, str(Path(__file__).resolve()), "--streaming-child", str(path), mode,
+                             json.dumps(settings)])
+
+    results, references = {}, {}
+    for n in sizes.streaming_sizes:
+        path = work / f"synthetic-{n}.h5"
+        made = not path.exists()
+        make_time, _ = timed(lambda: make_activation_file(path, n)) if made else (0.0, None)
+        try:
+            found = {mode: child(path, mode) for mode in ("stream", "sample", "minibatch")}
+            if n == sizes.streaming_sizes[0]:
+                references["ckatorch"] = child(path, "ckatorch", n=sizes.streaming_ckatorch_n, pairs=pairs)
+                references["torchcka"] = child(path, "torchcka", n=sizes.streaming_torchcka_n)
+            results[n] = (found, path.stat().st_size, make_time)
+        finally:
+            if made:
+                path.unlink()
+
+    def mib(report):
+        return report["rusage_children_kib"] / 1024
+
+    def matrix(report):
+        return np.array(report["matrix"])
+
+    def per_token(report):
+        return report["compute_seconds"] / report["rows"] * 1e6
+
+    def size_of(n, report, file_bytes):
+        return f"n={n:,} tokens ({report['rows']:,} content) x 7 layers x 384 ({file_bytes / 2**30:.2f} GiB file)"
+
+    rows = []
+    small, large = sizes.streaming_sizes[0], sizes.streaming_sizes[-1]
+    smallest = mib(results[small][0]["stream"])
+    for n, (found, file_bytes, make_time) in results.items():
+        stream = found["stream"]
+        ratio = mib(stream) / smallest
+        rows.append(row(
+            "streaming", "peak RSS of exact linear CKA 7x7 over every content token (Activations.token_blocks + "
+                         "CKAStream)", size_of(n, stream, file_bytes), mib(stream), smallest, "MiB", ratio, "<= 1.25",
+            check(ratio, "<= 1.25"),
+            note=f"ratio = peak / peak at the smallest n; getrusage(RUSAGE_CHILDREN) of a small launcher; VmHWM "
+                 f"{stream['peak_kib'] / 1024:.0f} MiB, after imports {stream['import_kib'] / 1024:.0f} MiB; "
+                 f"{stream['compute_seconds']:.1f} s ({stream['add_seconds']:.1f} s in CKAStream.add, the rest "
+                 f"reading and decoding chunks), {per_token(stream):.0f} us/token; file written in {make_time:.0f} s"))
+    big, little = results[large][0]["stream"], results[small][0]["stream"]
+    rows.append(row("streaming", "time per content token of the streamed exact CKA, largest n vs smallest n",
+                    f"n={large:,} vs n={small:,} tokens", per_token(big), per_token(little), "us/token",
+                    per_token(big) / per_token(little),
+                    note=f"ratio = time per token at {large:,} / at {small:,} (1 = linear in n); "
+                         f"{big['compute_seconds']:.1f} s vs {little['compute_seconds']:.1f} s"))
+    for key in ("sample", "minibatch"):
+        for n, (found, file_bytes, _) in results.items():
+            other, seconds = found[key], found["stream"]["compute_seconds"]
+            a, r = rel_diff(matrix(other), matrix(found["stream"]))
+            if key == "sample":
+                what = (f"sampled estimate (seeded {other['rows']:,}-token sample, cka_matrix) vs the streamed "
+                        f"exact CKA over every token")
+                why = (f"ratio = streamed time / sampled time; diff = the sample's error against exact CKA over every "
+                       f"token (metrics.max_tokens={sample:,}, seed {seed}); sampled peak RSS {mib(other):.0f} MiB, "
+                       f"streamed {mib(found['stream']):.0f} MiB")
+            else:
+                what = (f"minibatch CKA (Nguyen et al., MinibatchCKA batch {sizes.streaming_batch:,}) vs the "
+                        f"streamed exact CKA, both over every token")
+                why = (f"ratio = streamed time / minibatch time; a different estimator (mean of per-batch unbiased "
+                       f"HSIC): the diff is what it estimates differently, reported, never mixed with linear_cka; "
+                       f"minibatch peak RSS {mib(other):.0f} MiB ({other['add_seconds']:.1f} s in add)")
+            rows.append(row("streaming", what, size_of(n, found["stream"], file_bytes), other["compute_seconds"],
+                            seconds, "s", seconds / other["compute_seconds"], max_abs_diff=a, max_rel_diff=r,
+                            note=why))
+
+    gib = 2**30
+    ckatorch, torchcka = references["ckatorch"], references["torchcka"]
+    a, r = rel_diff(ckatorch["ours"], ckatorch["reference"])
+    m = ckatorch["rows"]
+    ratio = ckatorch["reference_seconds"] / ckatorch["stream_seconds"]
+    rows.append(row(
+        "streaming", f"linear CKA: CKAStream over chunks, all 21 pairs, vs ckatorch cka_base (linear) on "
+                     f"{len(pairs)} pairs", f"n={m:,} (first content tokens of the {small:,}-token file), d=384",
+        ckatorch["stream_seconds"], ckatorch["reference_seconds"], "s", ratio, ">= 10", check(ratio, ">= 10"), a, r,
+        note=f"the largest n at which ckatorch's n x n float64 Grams fit: its child's peak RSS "
+             f"{mib(ckatorch) / 1024:.1f} GiB against {ckatorch['stream_peak_kib'] / 2**20:.2f} GiB before it "
+             f"(the {m:,} rows held in memory + CKAStream); pairs {pairs}; every ckatorch pair costs the same, so all "
+             f"21 would take {21 / len(pairs):.1f}x this"))
+    a, r = rel_diff(torchcka["ours"], torchcka["reference"])
+    ratio = torchcka["reference_seconds"] / torchcka["stream_seconds"]
+    rows.append(row(
+        "streaming", "debiased CKA 7x7: CKAStream(debiased=True) over chunks vs torch-cka CKA.compare (one batch)",
+        f"n={torchcka['rows']:,} (first content tokens of the {small:,}-token file), d=384",
+        torchcka["stream_seconds"], torchcka["reference_seconds"], "s", ratio, ">= 10", check(ratio, ">= 10"), a, r,
+        note="torch-cka multiplies n x n matrices (O(n^3)) for all 49 pairs: compared at this n"))
+    above = max(ckatorch["rusage_children_kib"] - ckatorch["import_kib"], 0) * 1024
+    total = mem_total_bytes()
+    for n, (found, file_bytes, _) in results.items():
+        content = found["stream"]["rows"]
+        gram = 8 * content**2
+        least = 2 * gram  # a pair's two n x n float64 Grams, before any centring copy
+        scaled = ckatorch["import_kib"] * 1024 + above * (content / m) ** 2
+        fits = "does not fit" if least > total else "fits"
+        rows.append(row(
+            "streaming", f"memory: streamed exact CKA (measured) vs what ckatorch / torch-cka need on every token "
+                         f"({fits})", size_of(n, found["stream"], file_bytes), mib(found["stream"]), least / 2**20,
+            "MiB", least / (mib(found["stream"]) * 2**20),
+            note=f"{fits} in this machine's {total / gib:.0f} GiB; reference = the least either package holds for one "
+                 f"pair, two n x n float64 Grams of 8 n^2 = {gram / 1e9:,.1f} GB each (not run); ckatorch's measured "
+                 f"peak at n={m:,} ({mib(ckatorch) / 1024:.1f} GiB) scaled by (n/{m:,})^2 gives "
+                 f"{scaled / 1e9:,.0f} GB; ratio = reference / the streamed peak"))
     return rows
 
 
@@ -855,6 +1070,7 @@ def run(sizes: Sizes, sections=SECTIONS, work: Path | None = None, log=sys.stdou
         "isoscore": lambda: bench_isoscore(sizes, state),
         "probes": lambda: bench_probes(sizes, state),
         "memory": lambda: bench_memory(sizes, work),
+        "streaming": lambda: bench_streaming(sizes, work),
         "workflow": lambda: bench_workflow(sizes, work),
     }
     try:
@@ -890,9 +1106,13 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep scratch files here (default: a temp dir, removed)")
     parser.add_argument("--strict", action="store_true", help="stop at the first failing section")
     parser.add_argument("--memory-child", nargs=3, metavar=("FILE", "PART", "SETTINGS"), help=argparse.SUPPRESS)
+    parser.add_argument("--streaming-child", nargs=3, metavar=("FILE", "MODE", "SETTINGS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(*args.memory_child)
+        return 0
+    if args.streaming_child:
+        streaming_child(*args.streaming_child)
         return 0
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)

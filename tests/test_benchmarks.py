@@ -20,7 +20,8 @@ pytest.importorskip("IsoScore")
 
 import run  # noqa: E402  (benchmarks/run.py)
 
-EXPECTED = {"extraction": 5, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "memory": 3, "workflow": 3}
+EXPECTED = {"extraction": 5, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "memory": 3, "streaming": 11,
+            "workflow": 3}
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,18 @@ def test_memory_rows_cover_three_sizes(table):
     sizes = [int(r["size"].split(" tokens")[0].removeprefix("n=").replace(",", "")) for r in rows]
     assert sizes == sorted(sizes) and len(set(sizes)) == 3
     assert number(rows[0]["ratio"]) == 1.0
+
+
+def test_streaming_matches_the_gram_packages_and_reports_the_estimators(table):
+    rows = rows_of(table, "streaming")
+    references = [r for r in rows if "ckatorch cka_base" in r["benchmark"] or "torch-cka CKA.compare" in r["benchmark"]]
+    assert len(references) == 2
+    for r in references:
+        assert number(r["max_rel_diff"]) < 1e-6, r
+    estimators = [r for r in rows if r["benchmark"].startswith(("sampled estimate", "minibatch CKA"))]
+    assert len(estimators) == 4 and all(number(r["max_abs_diff"]) >= 0 for r in estimators)
+    peaks = [r for r in rows if r["benchmark"].startswith("peak RSS")]
+    assert len(peaks) == 2 and number(peaks[0]["ratio"]) == 1.0
 
 
 def test_workflow_noop_and_minimal_rerun(table):
