@@ -154,3 +154,16 @@ def test_pair_measures_keep_the_invariances_the_catalog_states(measure):
         assert compute(X, X) == pytest.approx(identity, abs=1e-6)
         noise = np.random.default_rng(2).normal(size=X.shape)
         assert abs(compute(X, noise) - identity) > abs(value - identity), "unrelated data reads as less similar"
+
+
+def test_compare_dispatches_by_name_with_checked_settings():
+    X, Y = related()
+    assert catalog.compare(X, Y, "cknna", k=20) == pytest.approx(catalog.get("cknna").function(X, Y, k=20))
+    assert catalog.compare(X, Y, "cknna") != catalog.compare(X, Y, "cknna", k=20)
+    assert catalog.compare(X, X, "procrustes") == pytest.approx(0, abs=1e-9)
+    with pytest.raises(ValueError, match="mutual_knn takes no setting 'keep'"):
+        catalog.compare(X, Y, "mutual_knn", keep=0.9)
+    with pytest.raises(ValueError, match="isoscore is not a pair measure"):
+        catalog.compare(X, Y, "isoscore")
+    with pytest.raises(KeyError, match="unknown measure 'cka'"):
+        catalog.compare(X, Y, "cka")

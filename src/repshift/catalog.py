@@ -317,3 +317,14 @@ def resolve(chosen: Mapping | None, layer_by_layer=()) -> dict[str, dict]:
         if missing:
             raise ValueError(f"config key measures.{missing[0]}: {name} needs it; turn both off or neither")
     return resolved
+
+
+def compare(X, Y, method: str, **settings) -> float:
+    """The pair measure `method` of X and Y on all their rows (rsatoolbox's compare(method=) dispatcher), with the
+    catalog's defaults overridden by `settings`; e.g. compare(X, Y, "cknna", k=20). Shared settings: `seed` only."""
+    measure = get(method)
+    if measure.takes != "pair":
+        raise ValueError(f"{method} is not a pair measure; pair measures: "
+                         f"{', '.join(m.name for m in MEASURES if m.takes == 'pair')}")
+    chosen = resolve({method: {k: v for k, v in settings.items() if k != "seed"}})[method]
+    return float(measure.bind(chosen, {"seed": settings.get("seed", 0)})(X, Y))
