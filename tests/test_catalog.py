@@ -104,7 +104,8 @@ def test_layer_by_layer_names_are_checked(tiny_config_checked):
 
 
 def test_measures_settings_override_and_leave_out(tiny_config_checked):
-    config = checked({**tiny_config_checked, "measures": {"svcca": {"keep": 0.9}, "cknna": False}})
+    config = checked({**tiny_config_checked, "metrics": {"layer_by_layer": ["linear_cka", "debiased_cka"]},
+                      "measures": {"svcca": {"keep": 0.9}, "cknna": False}})
     resolved = rc.metric_settings(config)["measures"]
     assert resolved["svcca"] == {"max_rows": 2000, "keep": 0.9}
     assert "cknna" not in resolved and resolved["mutual_knn"] == {"max_rows": 1000, "k": 10}

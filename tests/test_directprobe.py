@@ -230,3 +230,11 @@ def test_directprobe_subsample_is_deterministic_given_seed():
 def test_bad_input_raises_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_one_vector_in_every_row_is_refused_at_once():
+    """The layer-0 [CLS] vector: every point coincides, so no cluster structure exists (and the search would
+    build one cluster per point, slowly)."""
+    X = np.tile(np.arange(4.0), (40, 1))
+    with pytest.raises(ValueError, match="same vector in every row"):
+        directprobe(X, np.arange(40) % 2)

@@ -424,3 +424,11 @@ def test_bad_parameters_raise():
             rbf_cka(X, Y, threshold=threshold)
     with pytest.raises(ValueError, match="rows"):
         cknna(X[:3], Y[:3], k=2)  # unbiased HSIC needs n >= 4
+
+
+@pytest.mark.parametrize("measure", [mutual_knn, jaccard_knn, cknna])
+def test_neighbours_of_rows_that_all_point_one_way_are_undefined(measure):
+    """The layer-0 [CLS] vector is one vector for every sentence: every row ties, so no neighbour set exists."""
+    constant = np.tile(np.random.default_rng(0).normal(size=8), (30, 1))
+    with pytest.raises(ValueError, match="every row points the same way"):
+        measure(constant * np.arange(1, 31)[:, None], np.random.default_rng(1).normal(size=(30, 5)), k=3)

@@ -8,7 +8,8 @@ What a measure takes:
 - "labelled": f(X, y, groups, **settings) -> float (or a dict, one value per `outputs`), with per-row targets y
   ("frequency", "frequency_bin", "tag", "control_tag", "label") and groups (the sentence of each row);
 - "pair": f(X, Y, **settings) -> float, two matrices with the same rows: layer x layer within a model
-  (`layer_by_layer`) and the same layer of the pre-trained and the fine-tuned model (`base_vs_finetuned`);
+  (`layer_by_layer`) and the same layer of the pre-trained and the fine-tuned model (`base_vs_finetuned`); a
+  measure that is not symmetric (PWCCA, CKNNA) takes the lower layer, or the pre-trained model, as X;
 - "derived": f(values_a, values_b) per layer, from the measures named in `inputs`;
 - "matrix": f(M) -> (score, layer) from the layer x layer matrix of the measure named in `inputs`.
 

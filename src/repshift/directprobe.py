@@ -226,6 +226,9 @@ def directprobe(X: np.ndarray, y: np.ndarray, max_points: int | None = None, see
     """Cluster count and min/mean max-margin distance between clusters of different labels, per label pair and all.
     Over max_points rows, a seeded label-stratified sample of exactly max_points rows is probed (n_points says so)."""
     X, y = _check_labelled(X, y)
+    if np.ptp(X, axis=0).max() == 0:
+        raise ValueError("X is the same vector in every row (as the layer-0 [CLS] is): DirectProbe clusters are "
+                         "undefined.")
     labels = np.unique(y)
     if len(labels) < 2:
         raise ValueError("y must contain at least two distinct labels for DirectProbe distances.")

@@ -255,14 +255,16 @@ def layer_metrics(activation_file, out, settings: dict, identity: dict, weights=
         log(f"wrote {len(rows)} values to {out}")
 
 
-def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: View) -> list[float]:
+def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: View,
+            representation: str) -> list[float]:
     """Per layer, a pair measure between the pre-trained and the fine-tuned model on the same rows."""
     if measure.stream and settings.get("all_tokens") and base_view.stream is not None:
         streams = [measure.bind_stream(settings, shared)() for _ in base_view.layers]
         for a, b in zip(base_view.stream(), tuned_view.stream()):
             for stream, x, y in zip(streams, a, b):
                 stream.add([x, y])
-        return [_value(measure.name, f"layer {layer}", lambda s=s: s.matrix()[0, 1]) for layer, s in enumerate(streams)]
+        return [_value(measure.name, f"{representation} layer {layer}", lambda s=s: s.matrix()[0, 1])
+                for layer, s in enumerate(streams)]
     rows = base_view.sample(settings.get("max_rows"), shared["seed"])
     pairs = [(x[rows], y[rows]) for x, y in zip(base_view.layers, tuned_view.layers)]
     if measure.all_pairs:
@@ -271,7 +273,8 @@ def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: 
         compute = lambda x, y: _stream_matrix(measure.bind_stream(settings, shared), [[x, y]])[0, 1]  # noqa: E731
     else:
         compute = measure.bind(settings, shared)
-    return [_value(measure.name, f"layer {layer}", lambda x=x, y=y: compute(x, y)) for layer, (x, y) in enumerate(pairs)]
+    return [_value(measure.name, f"{representation} layer {layer}", lambda x=x, y=y: compute(x, y))
+            for layer, (x, y) in enumerate(pairs)]
 
 
 def compare_metrics(base_file, finetuned_file, weights, out, settings: dict, identity: dict) -> None:
@@ -291,7 +294,7 @@ def compare_metrics(base_file, finetuned_file, weights, out, settings: dict, ide
             started = time.perf_counter()
             for representation in measure.representations:
                 values = _versus(measure, settings["measures"][measure.name], shared, base_views(representation),
-                                 tuned_views(representation))
+                                 tuned_views(representation), representation)
                 rows += _per_layer(catalog.versus(measure.name), representation, values)
             log(f"{measure.name}: {time.perf_counter() - started:.1f} s")
         write_csv(_frame(rows, tuned, identity), out)

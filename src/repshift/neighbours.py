@@ -26,8 +26,11 @@ def _checked_k(k, n: int, smallest: int = 1) -> int:
 
 
 def _cosine_gram(A: np.ndarray) -> np.ndarray:
-    """Inner products of the L2-normalised rows (zero rows stay zero)."""
+    """Inner products of the L2-normalised rows (zero rows stay zero); ValueError when every row points the same
+    way (then every row is every row's nearest neighbour and the neighbour sets are arbitrary)."""
     A = A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
+    if np.ptp(A, axis=0).max() <= 1e-12:
+        raise ValueError("every row points the same way (as the layer-0 [CLS] does): nearest neighbours are undefined.")
     return A @ A.T
 
 
