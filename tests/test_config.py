@@ -75,3 +75,14 @@ def test_resources_layer_defaults_and_rule_entries():
     config = check(default_config())
     assert rc.rule_resources(config, "finetune")["threads"] == 64
     assert rc.rule_resources(config, "metrics") == rc.RESOURCE_DEFAULTS
+
+
+def test_numbers_written_without_a_dot_are_read_as_numbers(tmp_path):
+    """YAML reads 5e-5 as the text '5e-5'; a number key takes it as 5.0e-5, any other text still fails."""
+    path = tmp_path / "config.yaml"
+    text = (REPO / "config.yaml").read_text().replace("learning_rate: 5.0e-5", "learning_rate: 5e-5")
+    path.write_text(text)
+    assert rc.load_config(path, SCHEMA)["finetune"]["learning_rate"] == 5.0e-5
+    path.write_text(text.replace("learning_rate: 5e-5", "learning_rate: fast"))
+    with pytest.raises(UserError, match="config key finetune.learning_rate: 'fast' is not of type 'number'"):
+        rc.load_config(path, SCHEMA)

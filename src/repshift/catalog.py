@@ -64,6 +64,9 @@ ABOUT_ORIGIN = frozenset({"orthogonal", "isotropic_scaling", "permutation"})
 
 @dataclass(frozen=True)
 class Measure:
+    """One row of the catalog: a measure's function and everything the walker, the figures and the config check
+    need to know about it (see the module docstring for `takes`)."""
+
     name: str
     family: str
     takes: str
@@ -95,7 +98,7 @@ class Measure:
         return tuple(f"{self.name}_{o}" for o in self.outputs) if self.outputs else (self.name,)
 
     def bind(self, settings: Mapping, shared: Mapping) -> Callable:
-        """The function with its settings (max_rows left to the walker) and the shared settings it reads."""
+        """The function with its settings (WALKER settings left to the walker) and the shared settings it reads."""
         return self._bound(self.function, settings, shared)
 
     def bind_all_pairs(self, settings: Mapping, shared: Mapping) -> Callable:
@@ -107,10 +110,6 @@ class Measure:
     def _bound(self, function: Callable, settings: Mapping, shared: Mapping) -> Callable:
         fixed = {**{k: v for k, v in settings.items() if k not in WALKER}, **{k: shared[k] for k in self.shared}}
         return lambda *arrays: function(*arrays, **fixed)
-
-
-def _probe(X, y, groups, **settings):
-    return probing.probe_accuracy(X, y, groups, **settings)
 
 
 def _probe_without_top(X, y, groups, remove, **settings):
@@ -161,14 +160,14 @@ MEASURES: tuple[Measure, ...] = (
             "k-means purity by POS tag", "purity", settings={**ROWS, "clusters": 10}, shared=("seed",),
             target="tag"),
     # Probing (Merchant et al. 2020; Hewitt & Liang 2019) and isotropy enhancement (Rajaee & Pilehvar 2021).
-    Measure("pos_probe_accuracy", "probing", "labelled", _probe, "POS probe", "held-out accuracy",
+    Measure("pos_probe_accuracy", "probing", "labelled", probing.probe_accuracy, "POS probe", "held-out accuracy",
             representations=("word",), shared=SHARED, target="tag", figure="probing"),
-    Measure("pos_control_accuracy", "probing", "labelled", _probe, "POS control task", "held-out accuracy",
+    Measure("pos_control_accuracy", "probing", "labelled", probing.probe_accuracy, "POS control task", "held-out accuracy",
             representations=("word",), shared=SHARED, target="control_tag", figure="probing"),
     Measure("pos_selectivity", "probing", "derived", probing.selectivity, "POS selectivity (task - control)",
             "accuracy difference", representations=("word",), inputs=("pos_probe_accuracy", "pos_control_accuracy"),
             figure="probing"),
-    Measure("task_probe_accuracy", "probing", "labelled", _probe, "Task probe", "held-out accuracy",
+    Measure("task_probe_accuracy", "probing", "labelled", probing.probe_accuracy, "Task probe", "held-out accuracy",
             representations=("cls", "mean"), shared=SHARED, target="label", figure="probing"),
     Measure("task_probe_accuracy_top_pcs_removed", "isotropy", "labelled", _probe_without_top,
             "Task probe, top PCs removed", "held-out accuracy", representations=("mean",),

@@ -64,9 +64,25 @@ def _exists(path: str) -> bool:
         return False
 
 
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _read_numbers_written_as_text(config: dict, errors) -> None:
+    """YAML 1.1 reads 5e-5 (no dot) as text: where the schema wants a number, read such text as the number."""
+    for error in errors:
+        wanted = error.validator_value if error.validator == "type" else ()
+        if "number" in wanted and isinstance(error.instance, str) and NUMBER.fullmatch(error.instance.strip()):
+            *parents, key = error.absolute_path
+            container = config
+            for part in parents:
+                container = container[part]
+            container[key] = float(error.instance)
+
+
 def check_config(config: dict, schema_path) -> dict:
     """Validate `config` against the schema in place (filling defaults); raise UserError naming the bad key."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    _read_numbers_written_as_text(config, _Validator(schema).iter_errors(config))
     error = jsonschema.exceptions.best_match(_Validator(schema).iter_errors(config))
     if error is not None:
         raise UserError(_describe(error))
