@@ -1,6 +1,6 @@
 """repshift performance, measured side by side with the alternatives in one run on this machine.
 
-    python benchmarks/run.py [--quick] [--out benchmarks/results.csv] [--only extraction,cka,...]
+    python benchmarks/run.py [--quick] [--out results/benchmarks.csv] [--only extraction,cka,...]
 
 Prints one table row per comparison (repshift, the reference, their ratio, the target, whether it holds and
 how far the values differ) and writes the same rows as CSV. Sections:
@@ -60,7 +60,7 @@ from dry_run import parse_dry_run  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "memory", "streaming", "workflow")
-COLUMNS = ["section", "benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds",
+COLUMNS = ["section", "benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds", "load",
            "max_abs_diff", "max_rel_diff", "note"]
 
 
@@ -99,8 +99,8 @@ def quick_sizes() -> Sizes:
 def row(section, benchmark, size="", repshift=None, reference=None, unit="", ratio=None, target="", holds="",
         max_abs_diff=None, max_rel_diff=None, note=""):
     return {"section": section, "benchmark": benchmark, "size": size, "repshift": repshift, "reference": reference,
-            "unit": unit, "ratio": ratio, "target": target, "holds": holds, "max_abs_diff": max_abs_diff,
-            "max_rel_diff": max_rel_diff, "note": note}
+            "unit": unit, "ratio": ratio, "target": target, "holds": holds, "load": None,
+            "max_abs_diff": max_abs_diff, "max_rel_diff": max_rel_diff, "note": note}
 
 
 def check(value, target: str) -> str:
@@ -1016,7 +1016,7 @@ def fmt(value) -> str:
 
 
 def print_table(rows: list[dict], stream=sys.stdout) -> None:
-    shown = ["benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds", "max_abs_diff",
+    shown = ["benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds", "load", "max_abs_diff",
              "max_rel_diff"]
     cells = [[fmt(r[c]) for c in shown] for r in rows]
     widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(shown)]
@@ -1037,12 +1037,25 @@ def write_csv(rows: list[dict], path: Path) -> None:
             writer.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
 
 
-def loadavg() -> str:
-    """1-minute load average (other processes on the machine skew every timing)."""
+def loadavg() -> float:
+    """1-minute load average (other processes on the machine skew every timing); NaN where unknown."""
     try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError):
+        return math.nan
+
+
+TIMED_UNITS = ("s", "tok/s", "us/token")
+
+
+def with_load(r: dict, before: float, after: float) -> dict:
+    """A row with the section's highest 1-minute load average beside it; a timed verdict taken while the load
+    exceeded the core count is marked unreliable (other processes shared the cores)."""
+    load = max(before, after)
+    r["load"] = load
+    if r["holds"] and r["target"] and r["unit"] in TIMED_UNITS and load > os.cpu_count():
+        r["holds"] = f"{r['holds']} (unreliable: load {load:.1f} > {os.cpu_count()} cores)"
+    return r
 
 
 def machine() -> str:
@@ -1085,10 +1098,9 @@ def run(sizes: Sizes, sections=SECTIONS, work: Path | None = None, log=sys.stdou
                         raise
                     new = [row(name, f"{name} section failed", note=f"{type(exc).__name__}: {exc}"[:500])]
                     print(f"[{name} failed: {type(exc).__name__}: {exc}]", file=log, flush=True)
-                load = f"load average {load} -> {loadavg()}"
-                for r in new:
-                    r["note"] = f"{r['note']}; {load}" if r["note"] else load
-                rows += new
+                after = loadavg()
+                rows += [with_load(r, load, after) for r in new]
+                load = f"load average {load} -> {after}"
                 if out is not None:
                     write_csv(rows, out)
                 print(f"[{name}: {time.perf_counter() - start:.1f} s, {load}]", file=log, flush=True)
@@ -1101,7 +1113,9 @@ def run(sizes: Sizes, sections=SECTIONS, work: Path | None = None, log=sys.stdou
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
-    parser.add_argument("--out", type=Path, default=HERE / "results.csv", help="CSV of the table")
+    parser.add_argument("--out", type=Path, default=HERE.parent / "results" / "benchmarks.csv",
+                        help="CSV of the table (default results/benchmarks.csv, untracked; the committed table is "
+                             "benchmarks/results.csv: rewrite it only on purpose, with --out benchmarks/results.csv)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--workdir", type=Path, help="keep scratch files here (default: a temp dir, removed)")
     parser.add_argument("--strict", action="store_true", help="stop at the first failing section")
