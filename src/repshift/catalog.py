@@ -207,7 +207,7 @@ MEASURES: tuple[Measure, ...] = (
     Measure("svcca", "similarity", "pair", cca.svcca, "SVCCA", "mean canonical correlation", "similarity",
             ("token", "cls"), {**ROWS, "keep": 0.99}, invariances=CENTRED, layer_by_layer=True,
             base_vs_finetuned=True, figure="similarity"),
-    Measure("pwcca", "similarity", "pair", cca.pwcca, "PWCCA (weights from the pre-trained side)",
+    Measure("pwcca", "similarity", "pair", cca.pwcca, "PWCCA",
             "weighted canonical correlation", "similarity", ("token", "cls"), ROWS,
             invariances=frozenset({"isotropic_scaling", "translation", "permutation"}), base_vs_finetuned=True, figure="similarity"),
     Measure("procrustes", "similarity", "pair", shape.procrustes_distance, "Orthogonal Procrustes distance",

@@ -229,13 +229,16 @@ def similarity_figure(comparisons, dest, title):
     """Every pair measure the catalog draws here, pre-trained vs fine-tuned per layer, one line per probe set."""
     full = comparisons[comparisons["variant"].map(full_finetuning)]
     measures = [m for m in MEASURES if m.figure == "similarity" and (full["measure"] == versus(m.name)).any()]
-    fig, axes = panel_grid(max(len(measures), 1), 4, 2.9)
+    fig, axes = panel_grid(len(measures) + 1, 4, 2.9)
     for ax, measure in zip(axes, measures):
         for probe, label, style in probe_lines(full):
             band(ax, select(full, versus(measure.name), probe, "token"), label, COLOURS["fine-tuned"], style)
-        reading = "1 = unchanged" if measure.kind == "similarity" else "0 = unchanged"
-        ax.set(title=f"{measure.label} ({reading})", xlabel=LAYER, ylabel=measure.unit)
-        ax.legend(loc="best", fontsize=5.5)
+        reading = "1" if measure.kind == "similarity" else "0"
+        ax.set(title=measure.label, xlabel=LAYER, ylabel=f"{measure.unit} ({reading} = unchanged)")
+    key = axes[len(measures)]
+    key.set_visible(True)
+    key.axis("off")
+    key.legend(*axes[0].get_legend_handles_labels(), loc="center", title="probe set", fontsize=7)
     fig.suptitle(f"{title}: pre-trained vs fine-tuned, same layer, every similarity measure (tokens)")
     save(fig, dest, "similarity")
 
