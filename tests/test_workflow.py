@@ -57,7 +57,7 @@ def test_run_produces_figures_and_tidy_table(finished):
     assert (undefined["representation"] == "cls").all(), "only the constant layer-0 [CLS] may lack a value"
     assert ((undefined["layer"] == 0) | (undefined["layer_b"] == 0)).all()
     log = (root / "logs/compare/tiny/sent-s0/dev-sent.log").read_text()
-    assert "svcca layer 0: undefined, recorded as NaN" in log and "wrote " in log
+    assert "svcca cls layer 0: undefined, recorded as NaN" in log and "wrote " in log
     assert table["code_version"].str.len().eq(16).all()
 
 
