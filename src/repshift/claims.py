@@ -62,7 +62,8 @@ def _top(series: pd.Series) -> float:
 
 
 def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
-    """C1-C14 of methods.md for one model and task, from its tidy metric rows, layer-drop and training tables."""
+    """The claims C1-C14 (README "The four studies") for one model and task, from its tidy metric rows, layer-drop and
+    training tables."""
     def both(measure, representation="token", role=DEV_ROLE):
         return tuple(per_layer(frame, measure, role, task, representation, tuned) for tuned in (False, True))
 
