@@ -136,15 +136,18 @@ def _stream_matrix(make, chunks) -> np.ndarray:
 
 
 def _pair_matrix(measure, settings: dict, shared: dict, view: View, representation: str) -> np.ndarray:
-    """The layer x layer matrix of a pair measure: streamed over every token, all pairs at once, or pair by pair."""
+    """The layer x layer matrix of a pair measure: streamed over every token, all pairs at once, or pair by pair;
+    each undefined entry logged once."""
     if measure.stream and settings.get("all_tokens") and view.stream is not None:
-        return _stream_matrix(measure.bind_stream(settings, shared), view.stream())
+        return _logged_matrix(measure.name, representation,
+                              _stream_matrix(measure.bind_stream(settings, shared), view.stream()))
     rows = view.sample(settings.get("max_rows"), shared["seed"])
     layers = [x[rows] for x in view.layers]
     if measure.all_pairs:
-        return measure.bind_all_pairs(settings, shared)(layers)
+        return _logged_matrix(measure.name, representation, measure.bind_all_pairs(settings, shared)(layers))
     if measure.stream:
-        return _stream_matrix(measure.bind_stream(settings, shared), [layers])
+        return _logged_matrix(measure.name, representation,
+                              _stream_matrix(measure.bind_stream(settings, shared), [layers]))
     compute, size = measure.bind(settings, shared), len(layers)
     matrix = np.full((size, size), np.nan)
     for a in range(size):
@@ -194,8 +197,7 @@ def walk_layers(get_view, chosen: dict, shared: dict) -> list[dict]:
             elif measure.takes == "labelled":
                 rows += _labelled(measure, measure.bind(settings, shared), view, settings, shared, representation)
             elif measure.takes == "pair":
-                matrix = _logged_matrix(measure.name, representation,
-                                        _pair_matrix(measure, settings, shared, view, representation))
+                matrix = _pair_matrix(measure, settings, shared, view, representation)
                 matrices[measure.name, representation] = matrix
                 rows += [{"representation": representation, "layer": a, "layer_b": b, "measure": measure.name,
                           "value": matrix[a, b]} for a in range(len(matrix)) for b in range(len(matrix))]
