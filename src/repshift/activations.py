@@ -10,6 +10,7 @@ import numpy as np
 
 from .errors import UserError
 from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device
+from .progress import progress
 from .provenance import atomic_path
 
 FORMAT_VERSION = 1
@@ -98,7 +99,6 @@ def _create(handle, name, shape, dtype):
 def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, provenance: dict):
     """Run the encoder over a probe set; store every hidden layer's token, [CLS] and mean vectors."""
     import torch
-    from tqdm import tqdm
 
     probe = json.loads(Path(probe_file).read_text())
     resolved = resolve_model(model_spec["id"], model_spec.get("revision"))
@@ -149,7 +149,7 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
         writer.start()
         token_at = sentence_at = 0
         try:
-            with torch.inference_mode(), autocast(device), tqdm(total=n_tokens, unit="tok", mininterval=5) as bar:
+            with torch.inference_mode(), autocast(device), progress(total=n_tokens, unit="tok", mininterval=5) as bar:
                 for batch in batches:
                     input_ids, mask, content = padded_batch(ids, word_index, batch, tokenizer.pad_token_id or 0)
                     out_states = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),

@@ -11,6 +11,7 @@ import numpy as np
 
 from .errors import UserError
 from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device
+from .progress import progress
 from .provenance import atomic_path, file_sha256, settings_hash, write_json
 from .tables import write_csv
 
@@ -88,13 +89,13 @@ def checkpoint_fingerprint(settings: dict, seed: int, task_file, base_weights_sh
                           "provenance": provenance})
 
 
-def save_checkpoint(path: Path, fingerprint: str, model, optimizer, schedule, progress: dict) -> None:
-    """Model, optimizer, schedule and RNG state with `progress` (epoch, curves), written atomically."""
+def save_checkpoint(path: Path, fingerprint: str, model, optimizer, schedule, position: dict) -> None:
+    """Model, optimizer, schedule and RNG state with `position` (epoch, curves), written atomically."""
     import torch
 
     state = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **progress}
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **position}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -123,7 +124,6 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
     settings, data, model and code resumes from it and ends with the weights of an uninterrupted run.
     """
     import torch
-    from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     task = json.loads(Path(task_file).read_text())
@@ -162,7 +162,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         rng.bit_generator.state = state["epoch_rng"]
         first_epoch, losses, dev_accuracy = state["epoch"], state["losses"], state["dev_accuracy"]
         print(f"resuming from the checkpoint at step {len(losses)} of {steps}", flush=True)
-    with tqdm(total=steps, initial=len(losses), desc=f"finetune {task['provenance']['task']} seed {seed}",
+    with progress(total=steps, initial=len(losses), desc=f"finetune {task['provenance']['task']} seed {seed}",
               mininterval=5) as bar:
         for epoch in range(first_epoch, settings["epochs"]):
             epoch_rng = rng.bit_generator.state

@@ -9,8 +9,6 @@ rule fetch_corpora:
     resources:
         mem_mb=res("fetch_corpora", "mem_mb"),
         runtime=res("fetch_corpora", "runtime"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/fetch_corpora.log",
     shell:
@@ -31,8 +29,6 @@ rule prepare_task:
     resources:
         mem_mb=res("prepare_task", "mem_mb"),
         runtime=res("prepare_task", "runtime"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/prepare_task/{task}.log",
     shell:
@@ -53,8 +49,6 @@ rule prepare_probe:
     resources:
         mem_mb=res("prepare_probe", "mem_mb"),
         runtime=res("prepare_probe", "runtime"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/prepare_probe/{probe}.log",
     shell:

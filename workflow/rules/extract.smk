@@ -12,8 +12,6 @@ rule extract:
         mem_mb=res("extract", "mem_mb"),
         runtime=res("extract", "runtime"),
         gpu=res("extract", "gpu"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/extract/{model}/{variant}/{probe}.log",
     shell:

@@ -21,8 +21,6 @@ rule figures:
     resources:
         mem_mb=res("figures", "mem_mb"),
         runtime=res("figures", "runtime"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/figures/{model}/{task}.log",
     shell:
@@ -43,8 +41,6 @@ rule table:
     resources:
         mem_mb=res("table", "mem_mb"),
         runtime=res("table", "runtime"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/table.log",
     shell:
@@ -64,8 +60,6 @@ rule claims:
     resources:
         mem_mb=res("claims", "mem_mb"),
         runtime=res("claims", "runtime"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/claims.log",
     shell:

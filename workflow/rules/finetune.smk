@@ -17,8 +17,6 @@ rule finetune:
         mem_mb=res("finetune", "mem_mb"),
         runtime=res("finetune", "runtime"),
         gpu=res("finetune", "gpu"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/finetune/{model}/{finetuned}.log",
     shell:
@@ -42,8 +40,6 @@ rule layer_drop:
         mem_mb=res("layer_drop", "mem_mb"),
         runtime=res("layer_drop", "runtime"),
         gpu=res("layer_drop", "gpu"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/layer_drop/{model}/{finetuned}.log",
     shell:

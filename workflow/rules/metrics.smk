@@ -12,8 +12,6 @@ rule metrics:
     resources:
         mem_mb=res("metrics", "mem_mb"),
         runtime=res("metrics", "runtime"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/metrics/{model}/{variant}/{probe}.log",
     shell:
@@ -37,8 +35,6 @@ rule compare:
     resources:
         mem_mb=res("compare", "mem_mb"),
         runtime=res("compare", "runtime"),
-    conda:
-        "../../envs/repshift.yaml"
     log:
         "logs/compare/{model}/{finetuned}/{probe}.log",
     shell:
