@@ -104,6 +104,9 @@ def tiny_config(model_dir: Path, files: dict) -> dict:
                      "task_probe_accuracy_top_pcs_removed": {"remove": 2}, "rsa_pearson": {"max_rows": 100},
                      "rsa_spearman": {"max_rows": 100}, "linear_cka_permuted": {"permutations": 3}},
         "ablations": {"freeze_layers": [1]},
+        # The tiny tasks are lexical: a probe on the frozen random encoder is perfect, which no fine-tuned model can
+        # beat, so C0 is switched off here to let the workflow tests read every other verdict.
+        "claims": {"learned_margin": -1.0},
     }
 
 
@@ -149,3 +152,15 @@ def tiny_project(tmp_path, tiny_assets):
     """A fresh copy of the workflow with the tiny model and data, not yet run."""
     model_dir, files = tiny_assets
     return Project(tmp_path / "project", tiny_config(model_dir, files))
+
+
+@pytest.fixture(scope="session")
+def task_file(tmp_path_factory, tiny_assets):
+    """The tiny sentiment task prepared as the workflow's task file (train and dev splits)."""
+    from repshift import data
+
+    _, files = tiny_assets
+    path = tmp_path_factory.mktemp("task") / "sent.json"
+    data.prepare_task({"kind": "local", "path": str(files["sentiment.csv"])}, None, path, dev_size=30,
+                      max_train=None, seed=3, provenance={"task": "sent"})
+    return path

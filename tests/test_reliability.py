@@ -32,7 +32,7 @@ from repshift.provenance import file_sha256
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 FINETUNE = {"epochs": 12, "batch_size": 16, "eval_batch_size": 64, "learning_rate": 1e-3, "weight_decay": 0.01,
-            "warmup_ratio": 0.1, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 3}
+            "warmup_ratio": 0.1, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 3, "patience": None}
 BASE_ACT = {"model": "tiny", "variant": "base", "probe": "pos"}
 
 
@@ -83,15 +83,6 @@ def temporaries(path: Path) -> list[Path]:
 def metrics_settings(tiny_assets) -> dict:
     model_dir, files = tiny_assets
     return rc.metric_settings(rc.check_config(tiny_config(model_dir, files), SCHEMA))
-
-
-@pytest.fixture(scope="module")
-def task_file(tmp_path_factory, tiny_assets):
-    _, files = tiny_assets
-    path = tmp_path_factory.mktemp("task") / "sent.json"
-    data.prepare_task({"kind": "local", "path": str(files["sentiment.csv"])}, None, path, dev_size=30,
-                      max_train=None, seed=3, provenance={"task": "sent"})
-    return path
 
 
 @pytest.fixture(scope="module")

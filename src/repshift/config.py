@@ -16,7 +16,7 @@ BASE = "base"
 DEV_ROLE, TAGGED, OUT_OF_DOMAIN = "dev", "tagged", "out_of_domain"
 SINGLE_ROLES = (TAGGED, OUT_OF_DOMAIN)
 RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0}
-HEAVY_RULES = ("finetune", "extract")
+HEAVY_RULES = ("finetune", "baseline", "extract")
 
 
 def _fill_defaults(validator, properties, instance, schema):
@@ -134,6 +134,14 @@ def finetune_settings(config: dict, variant: Variant) -> dict:
     """The global finetune settings, the task's overrides on top, and the variant's freezing on top of those."""
     settings = {**config["finetune"], **config["tasks"][variant.task].get("finetune", {})}
     return settings if variant.freeze is None else {**settings, "freeze_layers": variant.freeze}
+
+
+def baseline_settings(config: dict, task: str) -> dict:
+    """What the task's baselines run with: its fine-tuning encoding settings and the metrics' probe settings."""
+    settings = {**config["finetune"], **config["tasks"][task].get("finetune", {})}
+    metrics = config["metrics"]
+    return {"max_length": settings["max_length"], "eval_batch_size": settings["eval_batch_size"],
+            "probe_l2": metrics["probe_l2"], "probe_iterations": metrics["probe_iterations"], "seed": metrics["seed"]}
 
 
 def parse_variant(variant: str) -> Variant | None:

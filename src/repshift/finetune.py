@@ -120,8 +120,10 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
 def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, threads: int, provenance: dict):
     """Fine-tune `model_spec` on the task in `task_file`; write weights, tokenizer and train_metrics.json.
 
-    Every `checkpoint_every` steps the training state goes to `out_dir/.checkpoint/`; a rerun with the same
-    settings, data, model and code resumes from it and ends with the weights of an uninterrupted run.
+    Training runs up to `epochs` epochs and stops early once dev accuracy has not risen for `patience` epochs (None:
+    never); the weights saved are those of the best dev epoch. Every `checkpoint_every` steps the training state goes
+    to `out_dir/.checkpoint/`; a rerun with the same settings, data, model and code resumes from it and ends with the
+    weights of an uninterrupted run.
     """
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -151,7 +153,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
     out_dir = Path(out_dir)
     checkpoint = out_dir / CHECKPOINT_DIR / "state.pt"
     fingerprint = checkpoint_fingerprint(settings, seed, task_file, resolved.weights_sha256, provenance)
-    first_epoch, losses, dev_accuracy, started = 0, [], [], time.time()
+    first_epoch, losses, dev_accuracy, best, started = 0, [], [], None, time.time()
     if (state := load_checkpoint(checkpoint, fingerprint)) is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -160,7 +162,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         rng.bit_generator.state = state["epoch_rng"]
-        first_epoch, losses, dev_accuracy = state["epoch"], state["losses"], state["dev_accuracy"]
+        first_epoch, losses, dev_accuracy, best = state["epoch"], state["losses"], state["dev_accuracy"], state["best"]
         print(f"resuming from the checkpoint at step {len(losses)} of {steps}", flush=True)
     with progress(total=steps, initial=len(losses), desc=f"finetune {task['provenance']['task']} seed {seed}",
               mininterval=5) as bar:
@@ -181,11 +183,23 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
                 losses.append(round(loss.item(), 6))
                 if len(losses) % settings["checkpoint_every"] == 0:
                     save_checkpoint(checkpoint, fingerprint, model, optimizer, schedule, {
-                        "epoch": epoch, "epoch_rng": epoch_rng, "losses": losses, "dev_accuracy": dev_accuracy})
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                        "epoch": epoch, "epoch_rng": epoch_rng, "losses": losses, "dev_accuracy": dev_accuracy,
+                        "best": best})
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
                 bar.update()
             dev_accuracy.append(evaluate(model, tokenizer, task["dev"]["text"], task["dev"]["label"], settings, device))
-            print(f"epoch {epoch + 1}: dev accuracy {dev_accuracy[-1]:.4f}", flush=True)
+            best_epoch = int(np.argmax(dev_accuracy))
+            if best_epoch == epoch:
+                best = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+            print(f"epoch {epoch + 1}: dev accuracy {dev_accuracy[-1]:.4f} (best {dev_accuracy[best_epoch]:.4f}, "
+                  f"epoch {best_epoch + 1})", flush=True)
+            if settings["patience"] is not None and epoch - best_epoch >= settings["patience"]:
+                print(f"stopped early: no dev improvement in {settings['patience']} epochs", flush=True)
+                break
+    best_epoch = int(np.argmax(dev_accuracy))
+    model.load_state_dict(best)
+    print(f"kept the weights of epoch {best_epoch + 1} of {len(dev_accuracy)}: dev accuracy "
+          f"{dev_accuracy[best_epoch]:.4f}", flush=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".staging-{os.getpid()}"
@@ -200,6 +214,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
                        "device": device.type},
         "loss": losses,
         "dev_accuracy": dev_accuracy,
+        "best_epoch": best_epoch + 1,
         "n_train": len(train_ids),
         "n_dev": len(task["dev"]["text"]),
         "seconds": round(time.time() - started, 1),

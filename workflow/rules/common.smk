@@ -120,6 +120,7 @@ def task_inputs(model, task):
         "comparisons": comparison_tables(model, variants),
         "layerdrop": [f"results/layerdrop/{model}/{v}.csv" for v in variants],
         "training": [f"{finetuned_dir(model, v)}/train_metrics.json" for v in variants],
+        "baselines": [f"results/baselines/{model}/{task}.json"],
     }
 
 

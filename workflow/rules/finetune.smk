@@ -45,3 +45,24 @@ rule layer_drop:
     shell:
         "{REPSHIFT} layer-drop --model {params.model:q} --task {input.task:q} --out {output:q}"
         " --threads {threads} --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"
+
+
+rule baseline:
+    input:
+        task="results/data/tasks/{task}.json",
+    output:
+        "results/baselines/{model}/{task}.json",
+    params:
+        model=lambda wc: as_json(MODELS[wc.model]),
+        settings=lambda wc: as_json(rc.baseline_settings(config, wc.task)),
+        provenance=lambda wc: provenance("baselines", model=wc.model, task=wc.task),
+    threads: res("baseline", "threads")
+    resources:
+        mem_mb=res("baseline", "mem_mb"),
+        runtime=res("baseline", "runtime"),
+        gpu=res("baseline", "gpu"),
+    log:
+        "logs/baseline/{model}/{task}.log",
+    shell:
+        "{REPSHIFT} baseline --model {params.model:q} --task {input.task:q} --out {output:q}"
+        " --threads {threads} --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"

@@ -1,0 +1,81 @@
+"""Early stopping keeps the best dev epoch; the baselines a fine-tuned model has to beat."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from repshift.baselines import majority_accuracy, task_baselines
+from repshift import finetune as finetuning
+
+SETTINGS = {"epochs": 6, "batch_size": 16, "eval_batch_size": 64, "learning_rate": 1e-3, "weight_decay": 0.0,
+            "warmup_ratio": 0.0, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 1000, "patience": 2}
+PROVENANCE = {"model": "tiny", "variant": "sent-s0", "task": "sent", "seed": 0}
+
+
+def test_majority_class_accuracy_counts_the_most_frequent_training_label():
+    assert majority_accuracy(["a", "a", "b"], ["a", "b", "b", "b"]) == 0.25
+    assert majority_accuracy([1, 0, 0], [0, 0, 1, 0]) == 0.75
+
+
+def scripted(monkeypatch, curve):
+    """Make fine-tuning's dev evaluation return `curve`, one value per epoch."""
+    values = iter(curve)
+    monkeypatch.setattr(finetuning, "evaluate", lambda *args: next(values))
+
+
+def trained(tiny_assets, task_file, out, settings):
+    model_dir, _ = tiny_assets
+    finetuning.finetune({"id": str(model_dir)}, task_file, out, 0, settings, 1, PROVENANCE)
+    return json.loads((out / "train_metrics.json").read_text()), load_file(out / "model.safetensors")
+
+
+def test_a_plateau_stops_training_after_patience_epochs(tiny_assets, task_file, tmp_path, monkeypatch):
+    scripted(monkeypatch, [0.5, 0.7, 0.6, 0.7, 0.8, 0.9])
+    record, _ = trained(tiny_assets, task_file, tmp_path / "stopped", SETTINGS)
+    assert record["dev_accuracy"] == [0.5, 0.7, 0.6, 0.7] and record["best_epoch"] == 2
+    assert len(record["loss"]) == 4 * math.ceil(record["n_train"] / SETTINGS["batch_size"])
+
+
+def test_the_weights_kept_are_the_best_epochs(tiny_assets, task_file, tmp_path, monkeypatch):
+    """An early-stopped run keeps the same weights as a full run whose best epoch is the same; another best epoch
+    gives other weights."""
+    scripted(monkeypatch, [0.5, 0.7, 0.6, 0.6])
+    _, stopped = trained(tiny_assets, task_file, tmp_path / "stopped", SETTINGS)
+    scripted(monkeypatch, [0.5, 0.7, 0.6, 0.6, 0.6, 0.6])
+    _, full = trained(tiny_assets, task_file, tmp_path / "full", {**SETTINGS, "patience": None})
+    scripted(monkeypatch, [0.5, 0.6, 0.6, 0.6, 0.6, 0.7])
+    record, last = trained(tiny_assets, task_file, tmp_path / "last", {**SETTINGS, "patience": None})
+    assert record["best_epoch"] == 6
+    assert all(np.array_equal(stopped[key], full[key]) for key in full)
+    assert not all(np.array_equal(last[key], full[key]) for key in full)
+
+
+def test_without_patience_every_epoch_runs(tiny_assets, task_file, tmp_path):
+    record, _ = trained(tiny_assets, task_file, tmp_path / "all", {**SETTINGS, "epochs": 3, "patience": None})
+    assert len(record["dev_accuracy"]) == 3
+
+
+@pytest.fixture(scope="module")
+def baselines(tiny_assets, task_file, tmp_path_factory):
+    model_dir, _ = tiny_assets
+    out = tmp_path_factory.mktemp("baselines") / "sent.json"
+    settings = {"max_length": 32, "eval_batch_size": 64, "probe_l2": 1e-3, "probe_iterations": 100, "seed": 0}
+    task_baselines({"id": str(model_dir)}, task_file, out, settings, 1, {"model": "tiny", "task": "sent"})
+    return json.loads(out.read_text()), json.loads(task_file.read_text())
+
+
+def test_baselines_record_the_majority_class_and_every_layer_of_the_frozen_probe(baselines):
+    record, task = baselines
+    assert record["majority_accuracy"] == majority_accuracy(task["train"]["label"], task["dev"]["label"])
+    assert len(record["frozen_probe_accuracy"]) == 3
+    assert record["frozen_probe_best_layer"] == int(np.argmax(record["frozen_probe_accuracy"]))
+    assert record["n_dev"] == len(task["dev"]["text"]) and record["provenance"]["task"] == "sent"
+
+
+def test_a_frozen_probe_reads_a_label_that_is_one_word_away(baselines):
+    """The tiny task's label is decided by one sentiment word: even a random encoder's embeddings carry it."""
+    record, _ = baselines
+    assert record["frozen_probe_accuracy"][0] > record["majority_accuracy"] + 0.1
