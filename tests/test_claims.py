@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from repshift.claims import FAILS, HOLDS, MISSING, THRESHOLDS, claims_table
+from repshift.claims import FAILS, HOLDS, MISSING, NOT_LEARNED, THRESHOLDS, claims_table
 from repshift.config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED
 
 LAYERS = 4
@@ -32,8 +32,13 @@ LAYERDROP = pd.DataFrame([{"model": "m", "variant": "t-s0", "task": "t", "seed":
                            "dev_accuracy": acc} for k, acc in enumerate([0.90, 0.895, 0.7, 0.5])])
 
 
-def verdicts(frame, layerdrop=LAYERDROP, training=TRAINING):
-    claims = claims_table(frame, layerdrop, training)
+MARGIN = 0.02
+BASELINES = pd.DataFrame([{"model": "m", "task": "t", "majority_accuracy": 0.5, "frozen_probe_accuracy": 0.7,
+                           "frozen_probe_layer": 2}])
+
+
+def verdicts(frame, layerdrop=LAYERDROP, training=TRAINING, baselines=BASELINES):
+    claims = claims_table(frame, layerdrop, training, baselines, MARGIN)
     return dict(zip(claims["claim"], claims["verdict"])), claims
 
 
@@ -96,7 +101,7 @@ def test_freezing_cost():
 def test_unmeasured_claims_say_so():
     result, _ = verdicts(table(rows("isotropy_raw", "dev-t", "token", [1] * LAYERS, [1] * LAYERS)))
     assert result["C5"] == MISSING and result["C13"] == MISSING
-    assert set(result) == {f"C{i}" for i in range(1, 15)}
+    assert set(result) == {f"C{i}" for i in range(0, 15)}
 
 
 @pytest.mark.parametrize("lowest, verdict", [(0.3, FAILS), (0.9, HOLDS)])
@@ -118,3 +123,28 @@ def test_verdicts_follow_roles_not_probe_names():
     assert (before["verdict"] != MISSING).sum() >= 4
     swapped = frame.assign(probe_role=frame["probe_role"].replace({TAGGED: OUT_OF_DOMAIN, OUT_OF_DOMAIN: TAGGED}))
     assert verdicts(swapped)[0]["C11"] == MISSING
+
+
+@pytest.mark.parametrize("majority, probe", [(0.89, 0.5), (0.5, 0.89), (0.5, 0.95)])
+def test_a_model_that_does_not_clear_its_baselines_makes_every_claim_unmeasurable(majority, probe):
+    frame = table(rows("isotropy_raw", "dev-t", "token", [0.5] * LAYERS, [0.5, 0.5, 0.5, 0.4]))
+    assert verdicts(frame)[0]["C0"] == HOLDS and verdicts(frame)[0]["C1"] == HOLDS
+    result, claims = verdicts(frame, baselines=BASELINES.assign(majority_accuracy=majority,
+                                                                 frozen_probe_accuracy=probe))
+    assert result.pop("C0") == FAILS
+    assert set(result.values()) == {NOT_LEARNED}
+    assert f"{0.9 - max(majority, probe):+.3f} over the better" in claims.set_index("claim").loc["C0", "deciding_number"]
+
+
+def test_the_learning_margin_is_a_strict_bar():
+    frame = table(rows("isotropy_raw", "dev-t", "token", [0.5] * LAYERS, [0.5] * LAYERS))
+    just = 0.9 - MARGIN * 1.01
+    short = 0.9 - MARGIN * 0.99
+    assert verdicts(frame, baselines=BASELINES.assign(frozen_probe_accuracy=just))[0]["C0"] == HOLDS
+    assert verdicts(frame, baselines=BASELINES.assign(frozen_probe_accuracy=short))[0]["C0"] == FAILS
+
+
+def test_no_baseline_leaves_the_claims_decided():
+    frame = table(rows("isotropy_raw", "dev-t", "token", [0.5] * LAYERS, [0.5, 0.5, 0.5, 0.4]))
+    result, _ = verdicts(frame, baselines=BASELINES.iloc[:0])
+    assert result["C0"] == MISSING and result["C1"] == HOLDS

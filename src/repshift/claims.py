@@ -8,8 +8,11 @@ import pandas as pd
 
 from .catalog import named, versus
 from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, dev_probe, parse_variant
+from .provenance import atomic_path
+from .tables import write_csv
 
 HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
+NOT_LEARNED = "not measurable: the model did not learn the task"
 THRESHOLDS = {"frequency_change": 0.1, "cka_kept": 0.5, "probe_drop": 0.01, "rsa_depth_drop": 0.05,
               "forgetting": 0.05, "freeze_cost": 0.02, "layer_drop_cost": 0.02}
 
@@ -22,9 +25,47 @@ def read_training(paths) -> pd.DataFrame:
         provenance = record["provenance"]
         rows.append({"model": provenance["model"], "variant": provenance["variant"], "task": provenance["task"],
                      "seed": provenance["seed"], "freeze_layers": provenance["settings"]["freeze_layers"],
-                     "dev_accuracy": record["dev_accuracy"][-1], "final_loss": record["loss"][-1],
+                     "dev_accuracy": record["dev_accuracy"][record["best_epoch"] - 1], "final_loss": record["loss"][-1],
                      "steps": len(record["loss"]), "seconds": record["seconds"]})
     return pd.DataFrame(rows)
+
+
+def read_baselines(paths) -> pd.DataFrame:
+    """One row per model and task: the majority-class and the best frozen-probe dev accuracy."""
+    rows = []
+    for path in paths:
+        record = json.loads(Path(path).read_text())
+        best = record["frozen_probe_best_layer"]
+        rows.append({"model": record["provenance"]["model"], "task": record["provenance"]["task"],
+                     "majority_accuracy": record["majority_accuracy"],
+                     "frozen_probe_accuracy": record["frozen_probe_accuracy"][best], "frozen_probe_layer": best})
+    return pd.DataFrame(rows, columns=["model", "task", "majority_accuracy", "frozen_probe_accuracy",
+                                       "frozen_probe_layer"])
+
+
+def learned_claim(training: pd.DataFrame, baselines: pd.DataFrame, task: str, learned_margin: float) -> dict:
+    """C0: the fully fine-tuned model beats both the majority class and the frozen pre-trained probe by the margin."""
+    tuned = training[(training["task"] == task) & training["variant"].map(full_finetuning).astype(bool)]
+    bars = baselines[baselines["task"] == task]
+    statement = "the fine-tuned model learned its task"
+    if bars.empty or tuned.empty:
+        return _claim("C0", "all", statement, None, "no baseline or fine-tuned model to compare")
+    accuracy, majority, probe = tuned["dev_accuracy"].mean(), *bars[["majority_accuracy",
+                                                                     "frozen_probe_accuracy"]].iloc[0]
+    margin = accuracy - max(majority, probe)
+    return _claim("C0", "all", statement, margin >= learned_margin,
+                  f"dev accuracy {accuracy:.3f} (mean of {len(tuned)} seeds) vs majority class {majority:.3f} and "
+                  f"frozen pre-trained probe {probe:.3f} (layer {bars['frozen_probe_layer'].iloc[0]}): {margin:+.3f} "
+                  f"over the better (needs >= {learned_margin})", max(majority, probe), accuracy)
+
+
+def report_learning(training: pd.DataFrame, baselines: pd.DataFrame, learned_margin: float) -> None:
+    """Log every fine-tuned variant's dev accuracy against its task's baselines; flag those that do not clear them."""
+    for row in training.merge(baselines, on=["model", "task"]).itertuples():
+        margin = row.dev_accuracy - max(row.majority_accuracy, row.frozen_probe_accuracy)
+        flag = "" if margin >= learned_margin else "  <- did not learn the task"
+        print(f"{row.model} {row.variant}: dev accuracy {row.dev_accuracy:.4f}, majority {row.majority_accuracy:.4f}, "
+              f"frozen probe {row.frozen_probe_accuracy:.4f}: {margin:+.4f}{flag}", flush=True)
 
 
 def full_finetuning(variant: str) -> bool:
@@ -161,12 +202,45 @@ def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataF
     return rows
 
 
-def claims_table(tables: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
-    """The claims table: one row per model, task and claim."""
+def claims_table(tables: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, baselines: pd.DataFrame,
+                 learned_margin: float) -> pd.DataFrame:
+    """The claims table: one row per model, task and claim; C0 first, and when C0 fails every other verdict reads
+    NOT_LEARNED, since a model that did not learn its task says nothing about what fine-tuning does."""
+    report_learning(training, baselines, learned_margin)
     rows = []
     for (model, task), _ in training.groupby(["model", "task"]):
         frame = tables[(tables["model"] == model) & ((tables["task"] == task) | (tables["variant"] == "base"))]
-        rows += [{"model": model, "task": task, **row}
-                 for row in task_claims(frame, layerdrop[layerdrop["model"] == model],
-                                        training[training["model"] == model], task)]
+        learned = learned_claim(training[training["model"] == model], baselines[baselines["model"] == model], task,
+                                learned_margin)
+        claims = task_claims(frame, layerdrop[layerdrop["model"] == model], training[training["model"] == model], task)
+        if learned["verdict"] == FAILS:
+            claims = [{**claim, "verdict": NOT_LEARNED} for claim in claims]
+            print(f"{model} {task}: {NOT_LEARNED} ({learned['deciding_number']})", flush=True)
+        rows += [{"model": model, "task": task, **row} for row in [learned, *claims]]
     return pd.DataFrame(rows)
+
+
+def verdict_summary(claims: pd.DataFrame) -> str:
+    """The claims as an rst table for the report's landing page: one row per claim, one column per model and task;
+    then each model and task's learning check (C0) in words."""
+    columns = list(claims.groupby(["model", "task"], sort=False).groups)
+    lines = [".. list-table:: Verdicts (deciding numbers and thresholds: claims.csv)", "   :header-rows: 1", "",
+             "   * - claim"] + [f"     - {model} / {task}" for model, task in columns]
+    for claim, rows in claims.groupby("claim", sort=False):
+        verdicts = rows.set_index(["model", "task"])["verdict"]
+        lines += [f"   * - {claim}: {rows['statement'].iloc[0]}"]
+        lines += [f"     - {verdicts.get((model, task), MISSING).replace(NOT_LEARNED, 'not measurable (C0)')}"
+                  for model, task in columns]
+    learned = claims[claims["claim"] == "C0"]
+    lines += ["", "Did each model learn its task (C0)?", ""]
+    lines += [f"- {row.model} / {row.task}: {row.verdict}; {row.deciding_number}" for row in learned.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def write_claims(claims: pd.DataFrame, out, summary) -> None:
+    """claims.csv and its rst verdict summary, each written atomically."""
+    write_csv(claims, out)
+    with atomic_path(summary) as tmp:
+        tmp.write_text(verdict_summary(claims))
+    print(f"wrote {out} and {summary}: {len(claims)} claims, "
+          f"{claims['verdict'].value_counts().to_dict()}", flush=True)

@@ -8,7 +8,7 @@ from .errors import UserError
 
 
 def _steps():
-    from . import activations, claims, data, figures, finetune, metrics, tables
+    from . import activations, baselines, claims, data, figures, finetune, metrics, readme, tables
 
     return {
         "fetch-corpora": lambda a: data.fetch_pattern(a.files, a.dest, **a.settings),
@@ -17,16 +17,19 @@ def _steps():
         "prepare-probe": lambda a: data.prepare_probe(
             a.out, a.provenance, task_file=a.task, source=a.source, corpora_dir=a.corpora, **a.settings),
         "finetune": lambda a: finetune.finetune(a.model, a.task, a.out, a.seed, a.settings, a.threads, a.provenance),
+        "baseline": lambda a: baselines.task_baselines(a.model, a.task, a.out, a.settings, a.threads, a.provenance),
         "layer-drop": lambda a: finetune.layer_drop(a.model["id"], a.task, a.out, a.settings, a.threads, a.provenance),
         "extract": lambda a: activations.extract(a.model, a.probe, a.out, a.settings, a.threads, a.provenance),
         "metrics": lambda a: metrics.layer_metrics(a.activations[0], a.out, a.settings, a.provenance, a.weights),
         "compare": lambda a: metrics.compare_metrics(*a.activations, a.weights, a.out, a.settings, a.provenance),
         "figures": lambda a: figures.study_figures(
             tables.read_tables(a.tables), tables.read_tables(a.comparisons), tables.read_tables(a.layerdrop),
-            claims.read_training(a.training), a.dest, a.title),
-        "table": lambda a: tables.write_csv(tables.read_tables(a.tables), a.out),
-        "claims": lambda a: tables.write_csv(claims.claims_table(
-            tables.read_tables(a.tables), tables.read_tables(a.layerdrop), claims.read_training(a.training)), a.out),
+            claims.read_training(a.training), claims.read_baselines(a.baselines), a.dest, a.title),
+        "readme": lambda a: readme.refresh(a.dest or ".", a.out or "benchmarks/default_run", "README.md", a.check),
+        "table": lambda a: tables.merge_tables(a.tables, a.out),
+        "claims": lambda a: claims.write_claims(claims.claims_table(
+            tables.read_tables(a.tables), tables.read_tables(a.layerdrop), claims.read_training(a.training),
+            claims.read_baselines(a.baselines), a.settings["learned_margin"]), a.out, a.summary),
     }
 
 
@@ -45,8 +48,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--comparisons", nargs="*", default=[])
     p.add_argument("--layerdrop", nargs="*", default=[])
     p.add_argument("--training", nargs="*", default=[])
+    p.add_argument("--baselines", nargs="*", default=[])
     p.add_argument("--title", default="")
+    p.add_argument("--summary", help="where the claims step writes its rst verdict summary")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--check", action="store_true", help="readme: only check README.md against the snapshot")
     p.add_argument("--threads", type=int, default=1)
     for name in ("model", "source", "settings", "provenance"):
         p.add_argument(f"--{name}", type=json.loads, default={} if name in ("settings", "provenance") else None,

@@ -25,7 +25,8 @@ rule figures:
         "logs/figures/{model}/{task}.log",
     shell:
         "{REPSHIFT} figures --tables {input.tables:q} --comparisons {input.comparisons:q}"
-        " --layerdrop {input.layerdrop:q} --training {input.training:q} --dest {params.out_dir:q}"
+        " --layerdrop {input.layerdrop:q} --training {input.training:q} --baselines {input.baselines:q}"
+        " --dest {params.out_dir:q}"
         " --title {params.title:q} > {log} 2>&1"
 
 
@@ -52,10 +53,13 @@ rule claims:
         tables="results/tables/metrics.csv",
         layerdrop=lambda wc: all_inputs("layerdrop"),
         training=lambda wc: all_inputs("training"),
+        baselines=lambda wc: all_inputs("baselines"),
     output:
-        report("results/tables/claims.csv", caption="../report/claims.rst", category="Claims"),
+        table=report("results/tables/claims.csv", caption="../report/claims.rst", category="Claims"),
+        summary="results/tables/claims.rst",
     params:
         code=code_version("claims"),
+        settings=as_json(config["claims"]),
     threads: res("claims", "threads")
     resources:
         mem_mb=res("claims", "mem_mb"),
@@ -64,4 +68,5 @@ rule claims:
         "logs/claims.log",
     shell:
         "{REPSHIFT} claims --tables {input.tables:q} --layerdrop {input.layerdrop:q}"
-        " --training {input.training:q} --out {output:q} > {log} 2>&1"
+        " --training {input.training:q} --baselines {input.baselines:q} --out {output.table:q}"
+        " --summary {output.summary:q} --settings {params.settings:q} > {log} 2>&1"
