@@ -1,6 +1,8 @@
 """One figure per study, pre-trained vs fine-tuned, in one shared style."""
 
 import os
+import textwrap
+import time
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -16,33 +18,88 @@ from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, parse_variant
 from .provenance import atomic_path
 
 COLOURS = {"pre-trained": "#4c72b0", "fine-tuned": "#dd8452", "frozen": "#55a868", "control": "#8c8c8c"}
-ROLE_STYLES = {DEV_ROLE: "-", OUT_OF_DOMAIN: "--", TAGGED: ":"}
+ROLE_STYLES = {DEV_ROLE: ("-", "o", "#dd8452"), OUT_OF_DOMAIN: ("--", "s", "#8172b3"), TAGGED: (":", "^", "#55a868")}
+EXTRA_STYLE = ("-.", "D", "#937860")
 ROLE_LABELS = {DEV_ROLE: "in-domain (dev)", OUT_OF_DOMAIN: "out-of-domain", TAGGED: "tagged"}
+BASELINE_STYLES = {"majority class": ("#222222", (0, (4, 2))), "frozen pre-trained probe": ("#4c72b0", (0, (1, 1.5)))}
 LAYER = "layer (0 = embeddings)"
+WIDTH = 9.5
+"""Inches: the report shows figures about 900 px wide, so at 110 dpi 8 pt text stays readable."""
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
 plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False,
-                     "axes.grid": True, "grid.alpha": 0.3, "font.size": 8, "legend.fontsize": 6.5,
-                     "axes.titlesize": 8.5})
+                     "axes.grid": True, "grid.alpha": 0.3, "font.size": 8, "legend.fontsize": 7.5,
+                     "axes.titlesize": 8.5, "xtick.labelsize": 7.5, "ytick.labelsize": 7.5})
 
 
 def save(fig, dest, name) -> None:
+    started = time.perf_counter()
     for fmt in ("png", "pdf"):
         with atomic_path(Path(dest) / f"{name}.{fmt}") as tmp:
             fig.savefig(tmp, format=fmt, bbox_inches="tight", metadata=METADATA[fmt])
+    print(f"wrote {dest}/{name}.png and .pdf: {sum(ax.get_visible() for ax in fig.axes)} panels "
+          f"({time.perf_counter() - started:.1f} s)", flush=True)
     plt.close(fig)
 
 
-def band(ax, frame: pd.DataFrame, label: str, colour: str, style: str = "-") -> None:
+def band(ax, frame: pd.DataFrame, label: str, colour: str, style: str = "-", marker: str = "o") -> None:
     """Mean over seeds per layer as a line; the across-seed range as a band when there is more than one seed."""
     if frame.empty:
         return
     stats = frame.groupby("layer")["value"].agg(["mean", "min", "max"]).reset_index()
-    n_seeds = frame["seed"].nunique()
-    suffix = f" (mean, range over {n_seeds} seeds)" if n_seeds > 1 else ""
-    ax.plot(stats["layer"], stats["mean"], style, marker="o", ms=2.5, color=colour, label=label + suffix)
-    if n_seeds > 1:
+    ax.plot(stats["layer"], stats["mean"], ls=style, marker=marker, ms=3, color=colour, label=label)
+    if frame["seed"].nunique() > 1:
         ax.fill_between(stats["layer"], stats["min"], stats["max"], color=colour, alpha=0.22, lw=0)
     ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+def undefined_layers(frame: pd.DataFrame) -> str:
+    """An x-label note naming the layers whose value was recorded as NaN, and why when it is known."""
+    layers = sorted({int(layer) for layer in frame.loc[frame["value"].isna(), "layer"]})
+    if not layers:
+        return ""
+    cls_embedding = layers == [0] and (frame["representation"] == "cls").all()
+    why = "[CLS] is one vector there" if cls_embedding else "undefined, see the metrics log"
+    return f"\nno value at layer {', '.join(map(str, layers))}: {why}"
+
+
+def baseline_lines(ax, baselines: pd.DataFrame, frozen: bool = True) -> None:
+    """Horizontal lines at the task's majority-class and (with `frozen`) frozen-probe dev accuracy."""
+    if baselines.empty:
+        return
+    row = baselines.iloc[0]
+    values = {"majority class": row["majority_accuracy"]}
+    if frozen:
+        values["frozen pre-trained probe"] = row["frozen_probe_accuracy"]
+    for label, value in values.items():
+        colour, dashes = BASELINE_STYLES[label]
+        ax.axhline(value, color=colour, ls=dashes, lw=1, label=label)
+
+
+def log_scale_if_spread(ax, decades: float = 2.0) -> None:
+    """A log y axis when the plotted values are positive and span more than `decades` decades."""
+    values = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()] or [np.array([])])
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and np.log10(values.max() / values.min()) > decades:
+        ax.set_yscale("log")
+
+
+def seeds_note(frame: pd.DataFrame) -> str:
+    """How the fine-tuned lines summarise seeds, for a legend title."""
+    n_seeds = frame.loc[frame["variant"] != "base", "seed"].nunique()
+    return f"fine-tuned lines: mean of {n_seeds} seeds, band = their range" if n_seeds > 1 else ""
+
+
+def legend_below(fig, columns: int = 3, *notes: str) -> None:
+    """One legend for the whole figure, under its panels, so no legend covers data; each label once; `notes`
+    (the non-empty ones) as its title."""
+    title = "\n".join(textwrap.fill(note, 110) for note in notes if note) or None
+    entries = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", title=title,
+                   ncol=min(columns, len(entries)), frameon=False)
 
 
 def select(frame: pd.DataFrame, measure: str, probe: str | None = None, representation: str | None = None):
@@ -60,13 +117,12 @@ def pre_and_fine(ax, frame, measure, probe, representation, title, ylabel=None, 
     suffix = "" if labels is True else f", {labels}"
     band(ax, base, "pre-trained" + suffix, COLOURS["pre-trained"], style)
     band(ax, tuned, "fine-tuned" + suffix, COLOURS["fine-tuned"], style)
-    ax.set(title=title, xlabel=LAYER, ylabel=ylabel)
+    ax.set(title=title, xlabel=LAYER + undefined_layers(part), ylabel=ylabel)
 
 
 def panel_grid(count: int, columns: int, height: float):
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, height * rows), constrained_layout=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(WIDTH, height * rows), layout="constrained", squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, axes.flat
@@ -76,41 +132,65 @@ def present(frame: pd.DataFrame, measures) -> list:
     return [m for m in measures if (frame["measure"] == m.name).any()]
 
 
-def isotropy_figure(tables, dev, dest, title):
+def constant(part: pd.DataFrame) -> float | None:
+    """The one value every row of `part` holds, or None."""
+    values = part["value"].dropna().unique()
+    return float(values[0]) if len(values) == 1 else None
+
+
+def isotropy_figure(tables, baselines, dev, dest, title):
     """One panel per isotropy measure the catalog draws here, and one for the task probe after enhancement."""
     drawn = [m for m in MEASURES if m.figure == "isotropy"]
     panels = present(tables, [m for m in drawn if m.target != "label"])
     enhanced = [get("task_probe_accuracy")] + [m for m in drawn if m.target == "label"]
-    fig, axes = panel_grid(len(panels) + 1, 5, 2.8)
+    fig, axes = panel_grid(len(panels) + 1, 3, 2.3)
     for ax, measure in zip(axes, panels):
         pre_and_fine(ax, tables, measure.name, dev, "token", measure.label, measure.unit)
         if measure.name == named("average_cosine"):
             pre_and_fine(ax, tables, "average_cosine_standardized", dev, "token", measure.label, style="--",
-                         labels="standardized")
-            ax.legend(loc="best", fontsize=5.5)
+                         labels="dimensions standardized")
+        log_scale_if_spread(ax)
     ax = axes[len(panels)]
     for measure, style in zip(enhanced, ("-", "--", ":")):
         pre_and_fine(ax, tables, measure.name, dev, "mean", "Task probe after isotropy enhancement", "accuracy",
                      style, labels=measure.label)
-    axes[0].legend(loc="best")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=6, ncol=2)
+    baseline_lines(ax, baselines, frozen=False)
+    legend_below(fig, 3, seeds_note(tables))
     fig.suptitle(f"{title}: isotropy (Rajaee & Pilehvar 2021), {dev} tokens without [CLS]/[SEP]")
     save(fig, dest, "isotropy")
 
 
-def directprobe_figure(tables, dev, dest, title):
-    panels = [("directprobe_n_clusters", "DirectProbe clusters", "clusters"),
-              ("directprobe_min_distance_all", "Min distance between label clusters", "max-margin width"),
-              ("directprobe_mean_distance_all", "Mean distance between label clusters", "max-margin width"),
-              ("task_probe_accuracy", "Linear probe on [CLS]", "held-out accuracy")]
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.2), constrained_layout=True)
-    for ax, (measure, panel_title, ylabel) in zip(axes, panels):
-        pre_and_fine(ax, tables, measure, dev, "cls", panel_title, ylabel)
-    labels = select(tables, "directprobe_n_labels", dev, "cls")["value"]
-    if not labels.empty:
-        axes[0].axhline(labels.iloc[0], color="black", lw=0.8, ls=":", label="number of labels")
-    for ax in axes:
-        ax.legend(loc="best")
+def directprobe_figure(tables, baselines, dev, dest, title):
+    """Cluster count, distances between label clusters and a [CLS] probe; a constant count and identical min and
+    mean distances (one pair of labels) are said in words rather than drawn twice."""
+    clusters, labels = (select(tables, m, dev, "cls") for m in ("directprobe_n_clusters", "directprobe_n_labels"))
+    minimum, mean = (select(tables, m, dev, "cls") for m in ("directprobe_min_distance_all",
+                                                                "directprobe_mean_distance_all"))
+    one_pair = labels["value"].dropna().max() == 2 if not labels.empty else False
+    distances = [("directprobe_min_distance_all", "Distance between the two label clusters" if one_pair else
+                  "Min distance between label clusters")] + ([] if one_pair else [
+                      ("directprobe_mean_distance_all", "Mean distance between label clusters")])
+    count = constant(clusters)
+    fig, axes = panel_grid(1 + len(distances) + (count is None), 2, 2.9)
+    for ax, (measure, panel_title) in zip(axes, distances):
+        pre_and_fine(ax, tables, measure, dev, "cls", panel_title, "max-margin width")
+        log_scale_if_spread(ax)
+    ax = axes[len(distances)]
+    pre_and_fine(ax, tables, "task_probe_accuracy", dev, "cls", "Linear probe on [CLS]", "held-out accuracy")
+    baseline_lines(ax, baselines, frozen=False)
+    if count is None:
+        ax = axes[len(distances) + 1]
+        pre_and_fine(ax, tables, "directprobe_n_clusters", dev, "cls", "DirectProbe clusters", "clusters")
+        if not labels.empty:
+            ax.axhline(labels["value"].dropna().iloc[0], color="black", lw=0.8, ls=":", label="number of labels")
+    notes = []
+    if count is not None:
+        notes.append(f"DirectProbe finds {count:.0f} clusters for {labels['value'].dropna().max():.0f} labels at every "
+                     "layer, pre-trained and fine-tuned (a few hundred points in this many dimensions are always "
+                     "linearly separable), so the count is not drawn.")
+    if one_pair:
+        notes.append("With two labels the min and the mean distance are the same pair's.")
+    legend_below(fig, 3, seeds_note(tables), *notes)
     fig.suptitle(f"{title}: DirectProbe (Zhou & Srikumar 2022), [CLS] of {dev}")
     save(fig, dest, "directprobe")
 
@@ -121,58 +201,60 @@ def role_probe(frame: pd.DataFrame, role: str) -> str | None:
     return named_sets[0] if named_sets else None
 
 
-def probing_figure(tables, training, dest, title):
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.2), constrained_layout=True)
+def probing_figure(tables, training, baselines, dest, title):
+    fig, axes = panel_grid(4, 2, 2.9)
     tagged = role_probe(tables, TAGGED)
     pre_and_fine(axes[0], tables, "pos_probe_accuracy", tagged, "word", f"POS probe on {tagged} (words)",
                  "held-out accuracy")
     pre_and_fine(axes[0], tables, "pos_control_accuracy", tagged, "word", f"POS probe on {tagged} (words)",
-                 style=":", labels="control task")
+                 "held-out accuracy", style=":", labels="control task")
     measure = get("pos_selectivity")
     pre_and_fine(axes[1], tables, measure.name, tagged, "word", measure.label, measure.unit)
-    dev = sorted(p for p in tables["probe"].unique() if p.startswith("dev-"))[0]
+    dev = sorted(tables.loc[tables["probe_role"] == DEV_ROLE, "probe"].unique())[0]
     pre_and_fine(axes[2], tables, "task_probe_accuracy", dev, "mean", "Task probe (mean vectors)",
                  "held-out accuracy")
+    baseline_lines(axes[2], baselines, frozen=False)
     grouped = training.groupby("freeze_layers")["dev_accuracy"]
     positions = np.arange(grouped.ngroups)
     axes[3].bar(positions, grouped.mean(), yerr=[grouped.mean() - grouped.min(), grouped.max() - grouped.mean()],
-                color=[COLOURS["fine-tuned"]] + [COLOURS["frozen"]] * (grouped.ngroups - 1), capsize=3)
+                color=[COLOURS["fine-tuned"]] + [COLOURS["frozen"]] * (grouped.ngroups - 1), capsize=3, width=0.6)
+    baseline_lines(axes[3], baselines)
     axes[3].set(xticks=positions, xticklabels=[f"{k}" for k in grouped.mean().index], ylim=(0, 1),
                 title="Fine-tuned dev accuracy by frozen layers", xlabel="bottom layers frozen",
-                ylabel="dev accuracy (bar: mean, whisker: seed range)")
-    for ax in axes[:3]:
-        ax.legend(loc="best")
+                ylabel="dev accuracy (whisker: seed range)")
+    legend_below(fig, 3, seeds_note(tables))
     fig.suptitle(f"{title}: probing and partial freezing (Merchant et al. 2020)")
     save(fig, dest, "probing")
 
 
 def probe_lines(frame: pd.DataFrame):
-    """(probe set, legend label, line style) of every probe set in `frame`, by role."""
+    """(probe set, legend label, (line style, marker, colour)) of every probe set in `frame`, by role."""
     roles = frame.groupby("probe")["probe_role"].first()
     for probe, role in sorted(roles.items(), key=lambda item: (item[1] != DEV_ROLE, item[0])):
         label = ROLE_LABELS[role] if role == DEV_ROLE else f"{ROLE_LABELS.get(role, 'extra')} ({probe})"
-        yield probe, label, ROLE_STYLES.get(role, "-.")
+        yield probe, label, ROLE_STYLES.get(role, EXTRA_STYLE)
 
 
 def rsa_figure(comparisons, dest, title):
-    fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.3), constrained_layout=True)
+    fig, axes = panel_grid(3, 3, 3.0)
     full = comparisons[comparisons["variant"].map(full_finetuning)]
-    for probe, label, style in probe_lines(full):
-        band(axes[0], select(full, versus("rsa_spearman"), probe, "token"), label, COLOURS["fine-tuned"], style)
-        band(axes[1], select(full, versus("linear_cka"), probe, "token"), label, COLOURS["fine-tuned"], style)
+    for probe, label, (style, marker, colour) in probe_lines(full):
+        band(axes[0], select(full, versus("rsa_spearman"), probe, "token"), label, colour, style, marker)
+        band(axes[1], select(full, versus("linear_cka"), probe, "token"), label, colour, style, marker)
     band(axes[1], select(full, versus("linear_cka_permuted"), None, "token"),
-         "permutation baseline", COLOURS["control"], ":")
-    axes[0].set(title="RSA (Spearman) pre-trained vs fine-tuned", xlabel=LAYER, ylabel="Spearman rho")
-    axes[1].set(title="Linear CKA pre-trained vs fine-tuned", xlabel=LAYER, ylabel="CKA")
+         "permutation baseline (rows shuffled)", COLOURS["control"], (0, (1, 1)), "x")
+    axes[0].set(title="RSA (Spearman), pre-trained vs fine-tuned", xlabel=LAYER, ylabel="Spearman rho")
+    axes[1].set(title="Linear CKA, pre-trained vs fine-tuned", xlabel=LAYER, ylabel="CKA")
     in_domain = comparisons[comparisons["probe_role"] == DEV_ROLE]
     for variant_freeze, part in in_domain.groupby(in_domain["variant"].map(lambda v: parse_variant(v).freeze or 0)):
         colour = COLOURS["fine-tuned"] if variant_freeze == 0 else COLOURS["frozen"]
         band(axes[2], select(part, versus("linear_cka"), None, "token"),
-             f"bottom {variant_freeze} frozen", colour, "-" if variant_freeze == 0 else "--")
-    axes[2].set(title="CKA pre-trained vs fine-tuned by freezing (dev)", xlabel=LAYER, ylabel="CKA")
-    for ax in axes:
+             f"dev, bottom {variant_freeze} layers frozen", colour, "-" if variant_freeze == 0 else "--",
+             "o" if variant_freeze == 0 else "v")
+    axes[2].set(title="Linear CKA by freezing (dev)", xlabel=LAYER, ylabel="CKA")
+    for ax in axes[:3]:
         ax.set_ylim(-0.05, 1.05)
-        ax.legend(loc="lower left")
+    legend_below(fig, 3, seeds_note(comparisons))
     fig.suptitle(f"{title}: what changed, in and out of domain (Merchant et al. 2020)")
     save(fig, dest, "rsa")
 
@@ -186,41 +268,39 @@ def heatmap(ax, matrix: np.ndarray):
     if len(matrix) <= 13:
         for (i, j), value in np.ndenumerate(matrix):
             if np.isfinite(value):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=5.5,
-                        color="black" if value > 0.6 else "white")
+                ax.text(j, i, f"{value:.2f}"[1:] if 0 <= value < 1 else f"{value:.1f}", ha="center", va="center",
+                        fontsize=8 if len(matrix) <= 8 else 6.5, color="black" if value > 0.6 else "white")
     return image
 
 
-def cka_figure(tables, layerdrop, dev, dest, title):
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4), constrained_layout=True)
+def cka_figure(tables, layerdrop, baselines, dev, dest, title):
+    fig, axes = panel_grid(4, 2, 3.9)
     cka = select(tables, "linear_cka", dev, "token")
     for ax, (label, chosen) in zip(axes[:2], (("pre-trained", cka["variant"] == "base"),
                                               ("fine-tuned", cka["variant"].map(full_finetuning)))):
         matrix = cka[chosen].groupby(["layer", "layer_b"])["value"].mean().unstack().to_numpy()
         image = heatmap(ax, matrix)
         ax.set_title(f"{label}: linear CKA, {dev} tokens")
-    fig.colorbar(image, ax=axes[:2], shrink=0.85, label="linear CKA")
+    fig.colorbar(image, ax=[axes[0], axes[1]], shrink=0.85, label="linear CKA")
     scores = []
     for measure in (m for m in MEASURES if m.figure == "cka"):
         part = select(tables, measure.name, dev, "token")
         for label, chosen in (("pre-trained", part["variant"] == "base"),
                               ("fine-tuned", part["variant"].map(full_finetuning))):
-            scores.append((f"{measure.inputs[0]}\n{label}", part[chosen]["value"], COLOURS[label]))
+            scores.append((f"{measure.inputs[0].replace('_cka', '')}\n{label}", part[chosen]["value"],
+                           COLOURS[label]))
     axes[2].bar(range(len(scores)), [s.mean() for _, s, _ in scores], color=[c for _, _, c in scores],
                 yerr=[[s.mean() - s.min() for _, s, _ in scores], [s.max() - s.mean() for _, s, _ in scores]],
-                capsize=3)
+                capsize=3, width=0.6)
     axes[2].set(xticks=range(len(scores)), xticklabels=[n for n, _, _ in scores], ylabel="within - between blocks",
-                title="Block-diagonality of the CKA matrix")
+                title="Block-diagonality of the CKA matrix (whisker: seed range)")
     full = layerdrop[layerdrop["variant"].map(full_finetuning)]
-    stats = full.groupby("layers_dropped")["dev_accuracy"].agg(["mean", "min", "max"]).reset_index()
-    axes[3].plot(stats["layers_dropped"], stats["mean"], marker="o", ms=3, color=COLOURS["fine-tuned"],
-                 label=f"mean, range over {full['seed'].nunique()} seeds")
-    axes[3].fill_between(stats["layers_dropped"], stats["min"], stats["max"], color=COLOURS["fine-tuned"],
-                         alpha=0.22, lw=0)
+    band(axes[3], full.rename(columns={"layers_dropped": "layer", "dev_accuracy": "value"}),
+         "fine-tuned, top layers dropped", COLOURS["fine-tuned"])
+    baseline_lines(axes[3], baselines)
     axes[3].set(title="Top layers dropped, no re-tuning", xlabel="top layers dropped", ylabel="dev accuracy",
                 ylim=(0, 1.02))
-    axes[3].xaxis.get_major_locator().set_params(integer=True)
-    axes[3].legend(loc="lower left")
+    legend_below(fig, 3, seeds_note(tables))
     fig.suptitle(f"{title}: layer-by-layer CKA and layer dropping (Phang et al. 2021)")
     save(fig, dest, "cka")
 
@@ -229,26 +309,27 @@ def similarity_figure(comparisons, dest, title):
     """Every pair measure the catalog draws here, pre-trained vs fine-tuned per layer, one line per probe set."""
     full = comparisons[comparisons["variant"].map(full_finetuning)]
     measures = [m for m in MEASURES if m.figure == "similarity" and (full["measure"] == versus(m.name)).any()]
-    fig, axes = panel_grid(len(measures) + 1, 4, 2.9)
+    fig, axes = panel_grid(len(measures), 3, 2.3)
     for ax, measure in zip(axes, measures):
-        for probe, label, style in probe_lines(full):
-            band(ax, select(full, versus(measure.name), probe, "token"), label, COLOURS["fine-tuned"], style)
+        part = select(full, versus(measure.name), None, "token")
+        for probe, label, (style, marker, colour) in probe_lines(full):
+            band(ax, part[part["probe"] == probe], label, colour, style, marker)
         reading = "1" if measure.kind == "similarity" else "0"
-        ax.set(title=measure.label, xlabel=LAYER, ylabel=f"{measure.unit} ({reading} = unchanged)")
-    key = axes[len(measures)]
-    key.set_visible(True)
-    key.axis("off")
-    key.legend(*axes[0].get_legend_handles_labels(), loc="center", title="probe set", fontsize=7)
+        ax.set(title=f"{measure.label} ({reading} = unchanged)", xlabel=LAYER + undefined_layers(part),
+               ylabel=measure.unit)
+    legend_below(fig, 3, "probe set", seeds_note(comparisons))
     fig.suptitle(f"{title}: pre-trained vs fine-tuned, same layer, every similarity measure (tokens)")
     save(fig, dest, "similarity")
 
 
-def study_figures(tables, comparisons, layerdrop, training, dest, title) -> None:
+def study_figures(tables, comparisons, layerdrop, training, baselines, dest, title) -> None:
     """Render the study figures of one model and task into `dest` (PNG and PDF each)."""
+    print(f"{len(tables)} metric rows, {len(comparisons)} comparison rows, {len(layerdrop)} layer-drop rows, "
+          f"{len(training)} fine-tuned variants, {len(baselines)} baseline rows", flush=True)
     dev = sorted(tables.loc[tables["probe_role"] == DEV_ROLE, "probe"].unique())[0]
-    isotropy_figure(tables, dev, dest, title)
-    directprobe_figure(tables, dev, dest, title)
-    probing_figure(tables, training, dest, title)
+    isotropy_figure(tables, baselines, dev, dest, title)
+    directprobe_figure(tables, baselines, dev, dest, title)
+    probing_figure(tables, training, baselines, dest, title)
     rsa_figure(comparisons, dest, title)
-    cka_figure(tables, layerdrop, dev, dest, title)
+    cka_figure(tables, layerdrop, baselines, dev, dest, title)
     similarity_figure(comparisons, dest, title)
