@@ -102,6 +102,7 @@ def fetch_pattern(files: list[str], dest_dir, version: str, sha256: str, mirror=
                 "the corpus package changed or is corrupt: refusing to use it"
             )
         extract_deb_files(path, {PATTERN_CORPORA + name: Path(dest_dir) / name for name in files})
+    print(f"{path.name}: sha256 {sha256[:16]}... checked; extracted {', '.join(files)} into {dest_dir}", flush=True)
 
 
 def _require(path: Path) -> Path:
@@ -302,6 +303,9 @@ def prepare_task(source: dict, corpora_dir, out, dev_size: int, max_train: int |
     train_ids = order[dev_size:] if max_train is None else order[dev_size : dev_size + max_train]
     write_json(out, {"provenance": provenance, "label_names": label_names,
                      "dev": part(order[:dev_size]), "train": part(train_ids)})
+    counts = dict(zip(*np.unique([corpus.labels[i] for i in train_ids], return_counts=True)))
+    print(f"{source}: {len(order)} examples, seed {seed}: {len(train_ids)} train, {dev_size} dev; labels "
+          f"(train) {', '.join(f'{name} {counts.get(name, 0)}' for name in label_names)}; wrote {out}", flush=True)
 
 
 def prepare_probe(out, provenance: dict, max_sentences: int | None, seed: int, task_file=None,
@@ -324,3 +328,6 @@ def prepare_probe(out, provenance: dict, max_sentences: int | None, seed: int, t
         "tag_names": tag_names,
         "label_names": label_names,
     })
+    print(f"{task_file or source}: {len(keep)} of {len(corpus.words)} sentences (max_sentences {max_sentences}, seed "
+          f"{seed}), {sum(len(corpus.words[i]) for i in keep)} words, {len(tag_names)} tags, {len(label_names)} "
+          f"labels; wrote {out}", flush=True)

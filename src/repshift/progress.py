@@ -24,4 +24,5 @@ def progress(stream=None, **settings):
     stream = sys.stderr if stream is None else stream
     if stream.isatty():
         return tqdm(file=stream, **settings)
-    return tqdm(file=_Lines(stream), ascii=True, **{**settings, "mininterval": max(settings.get("mininterval", 0), 30)})
+    every = max(settings.get("mininterval", 0), 30)
+    return tqdm(file=_Lines(stream), ascii=True, **{**settings, "mininterval": every, "maxinterval": every})
