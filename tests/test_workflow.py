@@ -61,6 +61,17 @@ def test_run_produces_figures_and_tidy_table(finished):
     assert table["code_version"].str.len().eq(16).all()
 
 
+def test_every_rule_log_says_what_happened(finished):
+    logs = sorted((finished.root / "logs").rglob("*.log"))
+    assert {log.relative_to(finished.root / "logs").parts[0] for log in logs} == {
+        "prepare_task", "prepare_probe", "finetune", "baseline", "layer_drop", "extract", "metrics", "compare",
+        "figures", "table.log", "claims.log"}
+    assert [log for log in logs if not log.read_text().strip()] == []
+    assert all("\r" not in log.read_text() for log in logs), "progress bars must write lines into logs"
+    claims = (finished.root / "logs/claims.log").read_text()
+    assert "tiny sent-s0: dev accuracy" in claims and "majority" in claims and "frozen probe" in claims
+
+
 def test_finetune_records_loss_and_accuracy(finished):
     metrics = json.loads((finished.root / "results/models/tiny/sent-s0/train_metrics.json").read_text())
     assert len(metrics["loss"]) == 9
@@ -137,6 +148,49 @@ def test_report_has_every_figure_and_both_tables(finished):
     assert "claims.csv" in html and "metrics.csv" in html
 
 
+def test_report_lands_on_the_claims_in_a_real_browser(finished, tmp_path):
+    """Debian's chromium opens report.html: the landing page shows the verdicts and links every key figure, the page
+    logs no error, and its screenshot is not blank."""
+    import subprocess
+
+    import matplotlib.image
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium renders the report in this test: bash envs/install.sh --tests installs it"
+    report = tmp_path / "report.html"
+    result = finished.snakemake("--report", str(report))
+    assert "ERROR" not in result.stderr, result.stderr[-2000:]
+    browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
+               "--window-size=1280,900", "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}"]
+    page = subprocess.run(browser + ["--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180)
+    assert page.returncode == 0, page.stderr[-2000:]
+    landing = page.stdout
+    assert "What fine-tuning changed" in landing and "C0: the fine-tuned model learned its task" in landing
+    for claim in pd.read_csv(finished.root / "results/tables/claims.csv")["claim"].unique():
+        assert f"{claim}:" in landing, claim
+    for task in ("sent", "length"):
+        for name in ("isotropy", "directprobe", "rsa", "cka"):
+            assert f"showResultInfo('results/figures/tiny/{task}/{name}.png')" in landing, (task, name)
+    assert "System Message" not in landing, "the landing page's rst has an error"
+    console = [line for line in page.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "Uncaught" in line)]
+    assert not console, console
+    shot = tmp_path / "landing.png"
+    subprocess.run(browser + [f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=180, check=True)
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (900, 1280) and pixels[..., :3].std() > 0.05
+
+
+def test_every_figure_is_embedded_whole_in_the_report(finished, tmp_path):
+    """Each figure's PNG is inside report.html byte for byte (base64), so every figure loads from the one file."""
+    import base64
+
+    report = tmp_path / "report.html"
+    finished.snakemake("--report", str(report))
+    html = report.read_text()
+    for png in sorted((finished.root / "results/figures").rglob("*.png")):
+        assert base64.b64encode(png.read_bytes()).decode() in html, png
+
+
 def test_renaming_every_probe_set_changes_no_verdict(finished, tmp_path):
     """A copy of the finished run with the tagged and out-of-domain probe sets renamed (roles kept)."""
     renamed = shutil.copytree(finished.root, tmp_path / "renamed", symlinks=True)
@@ -153,3 +207,52 @@ def test_renaming_every_probe_set_changes_no_verdict(finished, tmp_path):
     assert (claims[0]["verdict"] != "not measured").sum() >= 20
     table = read_tables([renamed / "results/tables/metrics.csv"])
     assert {"wsj_tagged", "oanc_sample"} <= set(table["probe"]) and not {"pos", "ood"} & set(table["probe"])
+
+
+def drawn_figures(root, task, monkeypatch):
+    """Every study figure of one task of the finished run, as matplotlib figures (not saved)."""
+    from repshift import claims, figures
+
+    def found(pattern):
+        return sorted(str(p) for p in root.glob(pattern))
+
+    drawn = {}
+    monkeypatch.setattr(figures, "save", lambda fig, dest, name: drawn.__setitem__(name, fig))
+    figures.study_figures(
+        read_tables(found(f"results/metrics/tiny/base/dev-{task}.csv") + found("results/metrics/tiny/base/pos.csv")
+                    + found("results/metrics/tiny/base/ood.csv") + found(f"results/metrics/tiny/{task}-*/*.csv")),
+        read_tables(found(f"results/compare/tiny/{task}-*/*.csv")),
+        read_tables(found(f"results/layerdrop/tiny/{task}-*.csv")),
+        claims.read_training(found(f"results/models/tiny/{task}-*/train_metrics.json")),
+        claims.read_baselines(found(f"results/baselines/tiny/{task}.json")), root / "unused", task)
+    return drawn
+
+
+@pytest.mark.parametrize("task", ["sent", "length"])
+def test_no_legend_or_label_covers_a_panel_and_text_reads_at_report_size(finished, task, monkeypatch):
+    """At the report's ~900 px the figures stay at most 10 in wide with text of 6.5 pt or more; legends and axis
+    labels stay off every panel's data area."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    drawn = drawn_figures(finished.root, task, monkeypatch)
+    assert set(drawn) == set(FIGURES)
+    for name, fig in drawn.items():
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+        legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        assert legends, f"{name}: no legend"
+        for ax in panels:
+            area = ax.get_window_extent(renderer)
+            for legend in legends:
+                assert not legend.get_window_extent(renderer).overlaps(area), f"{name}: legend over a panel"
+            for other in panels:
+                for text in (other.title, other.xaxis.label, other.yaxis.label):
+                    if other is not ax and text.get_text():
+                        assert not text.get_window_extent(renderer).overlaps(area), \
+                            f"{name}: {text.get_text()!r} runs into another panel"
+        assert fig.get_figwidth() <= 10, name
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+        assert min(sizes) >= 6.5, name
+    plt.close("all")
