@@ -1,0 +1,152 @@
+"""The README's measured numbers, rendered from a committed snapshot of one run, so the README cannot drift."""
+
+import json
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from .catalog import MEASURES, versus
+from .claims import full_finetuning, read_baselines, read_training
+from .config import DEV_ROLE, OUT_OF_DOMAIN
+from .errors import UserError
+from .provenance import write_json
+from .tables import read_tables, write_csv
+
+BLOCK = re.compile(r"(<!-- begin generated: (\w+) -->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
+
+
+def run_timings(log: Path) -> tuple[dict, pd.DataFrame]:
+    """The run's start, wall time and job count, and each job's rule and seconds, from a Snakemake log."""
+    text = log.read_text()
+    if "(100%) done" not in text:
+        raise UserError(f"{log}: not a finished run (no '100% done'); run the workflow to the end first")
+    started, jobs, stamp, rule = {}, [], None, None
+    for line in text.splitlines():
+        if match := re.fullmatch(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]", line):
+            stamp = datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y")
+        elif match := re.fullmatch(r"(?:local)?rule (\w+):", line):
+            rule = match.group(1)
+        elif (match := re.fullmatch(r"\s+jobid: (\d+)", line)) and rule:
+            started[match.group(1)], rule = (rule, stamp), None
+        elif match := re.fullmatch(r"Finished jobid: (\d+) \(Rule: (\w+)\)", line):
+            name, start = started[match.group(1)]
+            jobs.append({"rule": name, "seconds": (stamp - start).total_seconds()})
+    hours, minutes, seconds = re.search(r"Elapsed time: (\d+):(\d+):([\d.]+)", text).groups()
+    run = {"date": re.search(r"Date: (\d{4}-\d\d-\d\d)", text).group(1), "cores": int(re.search(
+        r"Provided cores: (\d+)", text).group(1)), "jobs": len(jobs),
+           "wall_seconds": round(int(hours) * 3600 + int(minutes) * 60 + float(seconds))}
+    return run, pd.DataFrame(jobs)
+
+
+def latest_log(root: Path) -> Path:
+    logs = sorted((root / ".snakemake/log").glob("*.snakemake.log"))
+    if not logs:
+        raise UserError(f"{root}/.snakemake/log has no Snakemake log; run `snakemake --cores all` first")
+    return logs[-1]
+
+
+def snapshot(root: Path, dest: Path) -> None:
+    """Copy what the README quotes from the run in `root` (results/ and its newest Snakemake log) into `dest`."""
+    results = root / "results"
+    run, jobs = run_timings(latest_log(root))
+    dest.mkdir(parents=True, exist_ok=True)
+    write_json(dest / "run.json", run)
+    write_csv(jobs.groupby("rule")["seconds"].agg(jobs="count", job_seconds="sum").reset_index()
+              .sort_values("job_seconds", ascending=False), dest / "rules.csv")
+    shutil.copyfile(results / "tables/claims.csv", dest / "claims.csv")
+    training = read_training(sorted(results.glob("models/*/*/train_metrics.json")))
+    baselines = read_baselines(sorted(results.glob("baselines/*/*.json")))
+    write_csv(training.merge(baselines, on=["model", "task"], how="left").sort_values(["model", "task", "variant"]),
+              dest / "learning.csv")
+    table = read_tables([results / "tables/metrics.csv"])
+    top = table[(table["representation"] == "token") & table["layer_b"].isna()
+                & table["measure"].str.endswith(versus("")) & table["variant"].map(full_finetuning).astype(bool)
+                & table["probe_role"].isin([DEV_ROLE, OUT_OF_DOMAIN])]
+    top = top[top["layer"] == top.groupby("model")["layer"].transform("max")]
+    write_csv(top.groupby(["model", "task", "probe_role", "measure"])["value"].mean().reset_index(),
+              dest / "top_layer.csv")
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]) + "\n"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
+def sections(dest: Path) -> dict[str, str]:
+    """The README's generated blocks, each rendered from the snapshot in `dest`."""
+    run = json.loads((dest / "run.json").read_text())
+    rules = pd.read_csv(dest / "rules.csv")
+    claims = pd.read_csv(dest / "claims.csv")
+    learning = pd.read_csv(dest / "learning.csv")
+    top = pd.read_csv(dest / "top_layer.csv")
+    wall = (f"Wall time of the default run on {run['cores']} cores: **{_minutes(run['wall_seconds'])}** "
+            f"({run['jobs']} jobs, measured {run['date']}; see [Measured](#measured)).\n")
+    timing = wall + "\n" + _table(["rule", "jobs", "job-seconds", "mean"], [
+        [r.rule, r.jobs, f"{r.job_seconds:,.0f}", f"{r.job_seconds / r.jobs:.0f} s"] for r in rules.itertuples()])
+    rows = []
+    for (model, task), part in learning.groupby(["model", "task"], sort=False):
+        for frozen, variants in part.groupby("freeze_layers"):
+            accuracies = ", ".join(f"{a:.3f}" for a in variants["dev_accuracy"])
+            rows.append([f"{model} / {task}", "full" if frozen == 0 else f"bottom {frozen} frozen",
+                         f"{variants['dev_accuracy'].mean():.3f} ({accuracies})",
+                         ", ".join(str(e) for e in variants["best_epoch"]),
+                         f"{variants['majority_accuracy'].iloc[0]:.3f}",
+                         f"{variants['frozen_probe_accuracy'].iloc[0]:.3f} (layer "
+                         f"{variants['frozen_probe_layer'].iloc[0]:.0f})"])
+    learned = _table(["model / task", "fine-tuning", "dev accuracy, mean (seeds)", "best epoch (seeds)",
+                      "majority class", "frozen pre-trained probe"], rows)
+    columns = list(claims.groupby(["model", "task"], sort=False).groups)
+    verdicts = claims.set_index(["claim", "model", "task"])
+    claim_rows = []
+    for claim, rows_of_claim in claims.groupby("claim", sort=False):
+        cells = []
+        for model, task in columns:
+            row = verdicts.loc[(claim, model, task)]
+            numbers = "" if pd.isna(row["after"]) else (
+                f": {row['after']:.3g}" if pd.isna(row["before"]) else f": {row['before']:.3g} → {row['after']:.3g}")
+            cells.append(f"{row['verdict']}{numbers}")
+        claim_rows.append([f"{claim} {rows_of_claim['statement'].iloc[0]}", *cells])
+    claims_block = _table(["claim", *(f"{m} / {t}" for m, t in columns)], claim_rows)
+    names = [versus(m.name) for m in MEASURES if versus(m.name) in set(top["measure"])]
+    pairs = list(top.groupby(["model", "task"], sort=False).groups)
+    values = top.set_index(["model", "task", "probe_role", "measure"])["value"]
+    similarity = _table(["measure", *(f"{t} {where}" for _, t in pairs for where in ("in", "out"))], [
+        [f"`{name.removesuffix(versus(''))}`", *(f"{values.get((m, t, role, name), float('nan')):.2f}"
+                                                  for m, t in pairs for role in (DEV_ROLE, OUT_OF_DOMAIN))]
+        for name in names])
+    return {"wall": wall, "timing": timing, "learning": learned, "claims": claims_block, "similarity": similarity}
+
+
+def render(readme: str, blocks: dict[str, str]) -> str:
+    """`readme` with each generated block replaced by its new text; every block must be there."""
+    missing = set(blocks) - {match.group(2) for match in BLOCK.finditer(readme)}
+    if missing:
+        raise UserError(f"README has no generated block named {', '.join(sorted(missing))}: add "
+                        "'<!-- begin generated: NAME -->' and '<!-- end generated: NAME -->' lines")
+    return BLOCK.sub(lambda m: m.group(1) + blocks[m.group(2)] + m.group(4), readme)
+
+
+def refresh(root, dest, readme, check: bool = False) -> None:
+    """Snapshot the run in `root` into `dest` and rewrite the README's generated blocks (with `check`: only compare
+    the README with the snapshot already in `dest`, and fail naming the first block that differs)."""
+    root, dest, readme = Path(root), Path(dest), Path(readme)
+    if not check:
+        snapshot(root, dest)
+    text = readme.read_text()
+    updated = render(text, sections(dest))
+    if check:
+        for old, new in zip(BLOCK.finditer(text), BLOCK.finditer(updated)):
+            if old.group(3) != new.group(3):
+                raise UserError(f"{readme}: generated block {old.group(2)!r} disagrees with {dest}; run "
+                                f"`python -m repshift readme` after a full run")
+        print(f"{readme} agrees with {dest}")
+        return
+    readme.write_text(updated)
+    print(f"wrote {dest} and the generated blocks of {readme}")
