@@ -25,7 +25,8 @@ def read_training(paths) -> pd.DataFrame:
         provenance = record["provenance"]
         rows.append({"model": provenance["model"], "variant": provenance["variant"], "task": provenance["task"],
                      "seed": provenance["seed"], "freeze_layers": provenance["settings"]["freeze_layers"],
-                     "dev_accuracy": record["dev_accuracy"][record["best_epoch"] - 1], "final_loss": record["loss"][-1],
+                     "dev_accuracy": record["dev_accuracy"][record["best_epoch"] - 1], "best_epoch": record["best_epoch"],
+                     "epochs_run": len(record["dev_accuracy"]), "final_loss": record["loss"][-1],
                      "steps": len(record["loss"]), "seconds": record["seconds"]})
     return pd.DataFrame(rows)
 

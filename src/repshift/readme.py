@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .catalog import MEASURES, versus
+from .catalog import MEASURES, VERSUS, versus
 from .claims import full_finetuning, read_baselines, read_training
 from .config import DEV_ROLE, OUT_OF_DOMAIN
 from .errors import UserError
@@ -62,8 +62,9 @@ def snapshot(root: Path, dest: Path) -> None:
     write_csv(training.merge(baselines, on=["model", "task"], how="left").sort_values(["model", "task", "variant"]),
               dest / "learning.csv")
     table = read_tables([results / "tables/metrics.csv"])
-    top = table[(table["representation"] == "token") & table["layer_b"].isna()
-                & table["measure"].str.endswith(versus("")) & table["variant"].map(full_finetuning).astype(bool)
+    compared = {versus(m.name) for m in MEASURES if m.base_vs_finetuned}
+    top = table[(table["representation"] == "token") & table["layer_b"].isna() & table["measure"].isin(compared)
+                & table["variant"].map(full_finetuning).astype(bool)
                 & table["probe_role"].isin([DEV_ROLE, OUT_OF_DOMAIN])]
     top = top[top["layer"] == top.groupby("model")["layer"].transform("max")]
     write_csv(top.groupby(["model", "task", "probe_role", "measure"])["value"].mean().reset_index(),
@@ -96,11 +97,11 @@ def sections(dest: Path) -> dict[str, str]:
             accuracies = ", ".join(f"{a:.3f}" for a in variants["dev_accuracy"])
             rows.append([f"{model} / {task}", "full" if frozen == 0 else f"bottom {frozen} frozen",
                          f"{variants['dev_accuracy'].mean():.3f} ({accuracies})",
-                         ", ".join(str(e) for e in variants["best_epoch"]),
+                         ", ".join(f"{b} of {n}" for b, n in zip(variants["best_epoch"], variants["epochs_run"])),
                          f"{variants['majority_accuracy'].iloc[0]:.3f}",
                          f"{variants['frozen_probe_accuracy'].iloc[0]:.3f} (layer "
                          f"{variants['frozen_probe_layer'].iloc[0]:.0f})"])
-    learned = _table(["model / task", "fine-tuning", "dev accuracy, mean (seeds)", "best epoch (seeds)",
+    learned = _table(["model / task", "fine-tuning", "dev accuracy, mean (seeds)", "best epoch of those run (seeds)",
                       "majority class", "frozen pre-trained probe"], rows)
     columns = list(claims.groupby(["model", "task"], sort=False).groups)
     verdicts = claims.set_index(["claim", "model", "task"])
@@ -114,11 +115,11 @@ def sections(dest: Path) -> dict[str, str]:
             cells.append(f"{row['verdict']}{numbers}")
         claim_rows.append([f"{claim} {rows_of_claim['statement'].iloc[0]}", *cells])
     claims_block = _table(["claim", *(f"{m} / {t}" for m, t in columns)], claim_rows)
-    names = [versus(m.name) for m in MEASURES if versus(m.name) in set(top["measure"])]
+    names = [versus(m.name) for m in MEASURES if m.base_vs_finetuned and versus(m.name) in set(top["measure"])]
     pairs = list(top.groupby(["model", "task"], sort=False).groups)
     values = top.set_index(["model", "task", "probe_role", "measure"])["value"]
     similarity = _table(["measure", *(f"{t} {where}" for _, t in pairs for where in ("in", "out"))], [
-        [f"`{name.removesuffix(versus(''))}`", *(f"{values.get((m, t, role, name), float('nan')):.2f}"
+        [f"`{name.removesuffix(VERSUS)}`", *(f"{values.get((m, t, role, name), float('nan')):.2f}"
                                                   for m, t in pairs for role in (DEV_ROLE, OUT_OF_DOMAIN))]
         for name in names])
     return {"wall": wall, "timing": timing, "learning": learned, "claims": claims_block, "similarity": similarity}
