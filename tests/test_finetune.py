@@ -1,14 +1,16 @@
-"""Early stopping keeps the best dev epoch; the baselines a fine-tuned model has to beat."""
+"""Fine-tuning: early stopping keeps the best dev epoch, freezing freezes, layer drop starts from the trained model;
+and the baselines a fine-tuned model has to beat."""
 
 import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from safetensors.numpy import load_file
 
-from repshift.baselines import majority_accuracy, task_baselines
 from repshift import finetune as finetuning
+from repshift.baselines import majority_accuracy, task_baselines
 
 SETTINGS = {"epochs": 6, "batch_size": 16, "eval_batch_size": 64, "learning_rate": 1e-3, "weight_decay": 0.0,
             "warmup_ratio": 0.0, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 1000, "patience": 2}
@@ -56,6 +58,27 @@ def test_the_weights_kept_are_the_best_epochs(tiny_assets, task_file, tmp_path, 
 def test_without_patience_every_epoch_runs(tiny_assets, task_file, tmp_path):
     record, _ = trained(tiny_assets, task_file, tmp_path / "all", {**SETTINGS, "epochs": 3, "patience": None})
     assert len(record["dev_accuracy"]) == 3
+
+
+def test_frozen_layers_leave_training_bit_identical_and_the_rest_moves(tiny_assets, task_file, tmp_path):
+    model_dir, _ = tiny_assets
+    _, tuned = trained(tiny_assets, task_file, tmp_path / "f1", {**SETTINGS, "epochs": 2, "patience": None,
+                                                                 "freeze_layers": 1})
+    base = load_file(model_dir / "model.safetensors")
+    frozen = [key for key in base if key.startswith(("embeddings.", "encoder.layer.0."))]
+    trainable = [key for key in base if key.startswith("encoder.layer.1.")]
+    assert frozen and trainable
+    assert all(np.array_equal(tuned[f"bert.{key}"], base[key]) for key in frozen)
+    assert not any(np.array_equal(tuned[f"bert.{key}"], base[key]) for key in trainable if key.endswith("weight"))
+
+
+def test_layer_drop_with_nothing_dropped_is_the_kept_weights_dev_accuracy(tiny_assets, task_file, tmp_path):
+    record, _ = trained(tiny_assets, task_file, tmp_path / "ft", {**SETTINGS, "epochs": 2, "patience": None})
+    out = tmp_path / "drop.csv"
+    finetuning.layer_drop(tmp_path / "ft", task_file, out, SETTINGS, 1, {"variant": "sent-s0"})
+    dropped = pd.read_csv(out).set_index("layers_dropped")["dev_accuracy"]
+    assert list(dropped.index) == [0, 1]
+    assert dropped[0] == record["dev_accuracy"][record["best_epoch"] - 1]
 
 
 @pytest.fixture(scope="module")
