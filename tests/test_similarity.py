@@ -266,3 +266,37 @@ def test_minibatch_cka_agrees_with_torch_cka_over_several_batches():
     for lo in range(0, 120, 17):
         stream.add([X[lo : lo + 17], Y[lo : lo + 17]])
     assert stream.matrix()[0, 1] == pytest.approx(ours, rel=1e-12)
+
+
+def hsic(K, L, debiased):
+    """HSIC of two Gram matrices written out here: biased tr(KHLH)/(n-1)^2, or Song et al.'s (2012) unbiased form."""
+    n = len(K)
+    if not debiased:
+        H = np.eye(n) - np.ones((n, n)) / n
+        return np.trace(K @ H @ L @ H) / (n - 1) ** 2
+    K, L = K - np.diag(np.diag(K)), L - np.diag(np.diag(L))
+    ones = np.ones(n)
+    return (np.trace(K @ L) + ones @ K @ ones * (ones @ L @ ones) / ((n - 1) * (n - 2))
+            - 2 / (n - 2) * ones @ K @ L @ ones) / (n * (n - 3))
+
+
+def gram_cka(X, Y, debiased):
+    K, L = X @ X.T, Y @ Y.T
+    return hsic(K, L, debiased) / np.sqrt(hsic(K, K, debiased) * hsic(L, L, debiased))
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize("shape", [(40, 6, 9), (12, 30, 5)])
+def test_every_cka_entry_point_agrees_with_hsic_written_out_in_gram_form(debiased, shape):
+    """linear/debiased CKA, the layer x layer matrix and the per-layer comparison against an HSIC written in this
+    test from its definition, not from the package's centring."""
+    X, Y = related(*shape, noise=1.5, seed=11)
+    Z = np.tanh(X[:, :3])
+    expected = gram_cka(X, Y, debiased)
+    assert 0.05 < abs(expected) < 0.99
+    assert cka(debiased)(X, Y) == pytest.approx(expected, rel=1e-9)
+    matrix = cka_matrix([X, Y, Z], debiased=debiased)
+    np.testing.assert_allclose(matrix[[0, 0, 1], [1, 2, 2]],
+                               [expected, gram_cka(X, Z, debiased), gram_cka(Y, Z, debiased)], rtol=1e-9)
+    np.testing.assert_allclose(cka_between([X, Z], [Y, Y], debiased=debiased),
+                               [expected, gram_cka(Z, Y, debiased)], rtol=1e-9)
