@@ -238,3 +238,20 @@ def test_one_vector_in_every_row_is_refused_at_once():
     X = np.tile(np.arange(4.0), (40, 1))
     with pytest.raises(ValueError, match="same vector in every row"):
         directprobe(X, np.arange(40) % 2)
+
+
+SQUARE = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+
+
+@pytest.mark.parametrize("a_shift, b_shift, clusters, low, mean", [
+    ((0, 10), 3, 3, 2.0, 4.0),   # B between the two A squares: A cannot merge over it; gaps 2 and 6
+    ((0, 3), 10, 2, 6.0, 6.0),   # both A squares left of B: they merge; one gap of 10 - 4
+])
+def test_clusters_and_distances_computed_by_hand_in_two_dimensions(a_shift, b_shift, clusters, low, mean):
+    """Unit squares on a line: the clusters and the hull-to-hull gaps can be read off a drawing."""
+    X = np.vstack([SQUARE + [a_shift[0], 0], SQUARE + [b_shift, 0], SQUARE + [a_shift[1], 0]])
+    y = np.repeat([0, 1, 0], 4)
+    result = directprobe(X, y)
+    assert result["n_clusters"] == clusters
+    assert result["min_distance_all"] == pytest.approx(low, abs=1e-6)
+    assert result["mean_distance_all"] == pytest.approx(mean, abs=1e-6)
