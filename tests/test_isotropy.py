@@ -100,13 +100,17 @@ def test_average_cosine_uses_distinct_rows():
     assert isotropy.average_cosine(X, n_pairs=50) == pytest.approx(cosine, rel=1e-12)
 
 
-def test_explained_variance_ratio_is_a_descending_distribution():
-    X = _anisotropic(400, 15, decay=2.0)
-    ratios = isotropy.explained_variance_ratio(X)
-    assert ratios.shape == (15,)
-    assert ratios.sum() == pytest.approx(1.0, abs=1e-12)
-    assert np.all(ratios >= 0) and np.all(np.diff(ratios) <= 0)
-    assert isotropy.top_pc_ratio(X) == ratios[0]
+def test_explained_variance_ratio_recovers_a_constructed_spectrum():
+    """X = Q diag(s) V^T with Q orthonormal and centred: the variance shares are exactly s^2 / sum(s^2)."""
+    rng = _rng()
+    centred = rng.standard_normal((400, 5))
+    Q = np.linalg.qr(centred - centred.mean(axis=0))[0]
+    s = np.array([5.0, 1.0, 3.0, 0.5, 2.0])
+    X = Q * s @ _rotation(5, seed=3).T + 7.0
+    expected = np.sort(s**2)[::-1] / np.sum(s**2)
+    np.testing.assert_allclose(isotropy.explained_variance_ratio(X), expected, rtol=1e-10)
+    assert isotropy.top_pc_ratio(X) == pytest.approx(25 / 39.25, rel=1e-10)
+    assert isotropy.pcs_for_variance(X, 0.9) == 3
 
 
 def test_pcs_for_variance_with_exactly_equal_variances():
@@ -140,10 +144,11 @@ def test_rogue_dimension_found_and_standardize_removes_it():
     assert np.mean(Z[:, 7] ** 2) / np.mean(np.sum(Z**2, axis=1)) == pytest.approx(1 / 40, rel=1e-9)
 
 
-def test_rogue_shares_sum_to_one_over_all_dimensions():
-    X = _rng().standard_normal((500, 6)) + 1.0
-    _, shares = isotropy.rogue_dimensions(X, k=6)
-    assert shares.sum() == pytest.approx(1.0, abs=1e-12)
+def test_rogue_shares_of_one_pair_computed_by_hand():
+    """Two rows make one pair: dimension i contributes x_i y_i / (|x| |y|) = (3, 2, 0) / sqrt(55) of the cosine."""
+    indices, shares = isotropy.rogue_dimensions(np.array([[1.0, 2.0, 0.0], [3.0, 1.0, 1.0]]), k=3)
+    assert indices.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(shares, [0.6, 0.4, 0.0], atol=1e-12)
 
 
 def test_standardize_scales_columns_and_zeroes_constant_ones():
