@@ -46,6 +46,15 @@ def length_batches(lengths: np.ndarray, max_tokens: int):
         yield batch
 
 
+def content_means(hidden_states, content) -> list:
+    """Each layer's mean over the word pieces marked in `content` (batch x length); rows with none give zeros."""
+    import torch
+
+    weights = content.float()
+    weights /= weights.sum(1, keepdim=True).clamp(min=1)
+    return [torch.einsum("btd,bt->bd", h.float(), weights) for h in hidden_states]
+
+
 def padded_batch(ids: list, word_index: list, batch, pad_id: int):
     """One length-sorted batch as padded tensors: input ids, attention mask, and the mask of word pieces."""
     import torch
@@ -155,14 +164,12 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
                     out_states = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                        output_hidden_states=True).hidden_states
                     keep = mask.bool().to(device)
-                    weights = content.to(device).float()
-                    weights /= weights.sum(1, keepdim=True).clamp(min=1)
                     n_batch_tokens = int(keep.sum())
                     writer.put([
                         ("tokens/hidden", token_at, [h[keep].float().cpu().numpy() for h in out_states]),
                         ("sentences/cls", sentence_at, [h[:, 0].float().cpu().numpy() for h in out_states]),
                         ("sentences/mean", sentence_at,
-                         [torch.einsum("btd,bt->bd", h.float(), weights).cpu().numpy() for h in out_states]),
+                         [m.cpu().numpy() for m in content_means(out_states, content.to(device))]),
                     ])
                     token_at += n_batch_tokens
                     sentence_at += len(batch)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .activations import content_means
 from .finetune import batches
 from .models import load_encoder, load_tokenizer, resolve_model, select_device
 from .probing import linear_probe_accuracy
@@ -31,10 +32,9 @@ def pooled_layers(model, tokenizer, texts: list[str], max_length: int, batch_siz
         for rows in batches(lengths, batch_size, None):
             padded = tokenizer.pad({key: [encoded[key][i] for i in rows] for key in
                                     ("input_ids", "attention_mask", "special_tokens_mask")}, return_tensors="pt")
-            content = (padded["attention_mask"] * (1 - padded.pop("special_tokens_mask"))).float().to(device)
+            content = (padded["attention_mask"] * (1 - padded.pop("special_tokens_mask"))).to(device)
             states = model(**padded.to(device), output_hidden_states=True).hidden_states
-            weights = content / content.sum(1, keepdim=True).clamp(min=1)
-            means = torch.stack([torch.einsum("btd,bt->bd", h.float(), weights) for h in states]).cpu().numpy()
+            means = torch.stack(content_means(states, content)).cpu().numpy()
             if pooled is None:
                 pooled = np.empty((len(states), len(texts), means.shape[-1]), dtype=np.float32)
             pooled[:, rows] = means

@@ -44,6 +44,11 @@ def read_baselines(paths) -> pd.DataFrame:
                                        "frozen_probe_layer"])
 
 
+def margin_over_baselines(accuracy: float, majority: float, probe: float) -> float:
+    """How far a dev accuracy clears the better of the majority class and the frozen pre-trained probe."""
+    return accuracy - max(majority, probe)
+
+
 def learned_claim(training: pd.DataFrame, baselines: pd.DataFrame, task: str, learned_margin: float) -> dict:
     """C0: the fully fine-tuned model beats both the majority class and the frozen pre-trained probe by the margin."""
     tuned = training[(training["task"] == task) & training["variant"].map(full_finetuning).astype(bool)]
@@ -53,7 +58,7 @@ def learned_claim(training: pd.DataFrame, baselines: pd.DataFrame, task: str, le
         return _claim("C0", "all", statement, None, "no baseline or fine-tuned model to compare")
     accuracy, majority, probe = tuned["dev_accuracy"].mean(), *bars[["majority_accuracy",
                                                                      "frozen_probe_accuracy"]].iloc[0]
-    margin = accuracy - max(majority, probe)
+    margin = margin_over_baselines(accuracy, majority, probe)
     return _claim("C0", "all", statement, margin >= learned_margin,
                   f"dev accuracy {accuracy:.3f} (mean of {len(tuned)} seeds) vs majority class {majority:.3f} and "
                   f"frozen pre-trained probe {probe:.3f} (layer {bars['frozen_probe_layer'].iloc[0]}): {margin:+.3f} "
@@ -63,7 +68,7 @@ def learned_claim(training: pd.DataFrame, baselines: pd.DataFrame, task: str, le
 def report_learning(training: pd.DataFrame, baselines: pd.DataFrame, learned_margin: float) -> None:
     """Log every fine-tuned variant's dev accuracy against its task's baselines; flag those that do not clear them."""
     for row in training.merge(baselines, on=["model", "task"]).itertuples():
-        margin = row.dev_accuracy - max(row.majority_accuracy, row.frozen_probe_accuracy)
+        margin = margin_over_baselines(row.dev_accuracy, row.majority_accuracy, row.frozen_probe_accuracy)
         flag = "" if margin >= learned_margin else "  <- did not learn the task"
         print(f"{row.model} {row.variant}: dev accuracy {row.dev_accuracy:.4f}, majority {row.majority_accuracy:.4f}, "
               f"frozen probe {row.frozen_probe_accuracy:.4f}: {margin:+.4f}{flag}", flush=True)

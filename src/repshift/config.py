@@ -130,16 +130,20 @@ class Variant:
         return f"{self.task}{frozen}-s{self.seed}"
 
 
+def task_finetune(config: dict, task: str) -> dict:
+    """The global finetune settings with the task's overrides on top."""
+    return {**config["finetune"], **config["tasks"][task].get("finetune", {})}
+
+
 def finetune_settings(config: dict, variant: Variant) -> dict:
-    """The global finetune settings, the task's overrides on top, and the variant's freezing on top of those."""
-    settings = {**config["finetune"], **config["tasks"][variant.task].get("finetune", {})}
+    """The task's finetune settings (task_finetune) with the variant's freezing on top."""
+    settings = task_finetune(config, variant.task)
     return settings if variant.freeze is None else {**settings, "freeze_layers": variant.freeze}
 
 
 def baseline_settings(config: dict, task: str) -> dict:
     """What the task's baselines run with: its fine-tuning encoding settings and the metrics' probe settings."""
-    settings = {**config["finetune"], **config["tasks"][task].get("finetune", {})}
-    metrics = config["metrics"]
+    settings, metrics = task_finetune(config, task), config["metrics"]
     return {"max_length": settings["max_length"], "eval_batch_size": settings["eval_batch_size"],
             "probe_l2": metrics["probe_l2"], "probe_iterations": metrics["probe_iterations"], "seed": metrics["seed"]}
 

@@ -18,7 +18,8 @@ from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, parse_variant
 from .provenance import atomic_path
 
 COLOURS = {"pre-trained": "#4c72b0", "fine-tuned": "#dd8452", "frozen": "#55a868", "control": "#8c8c8c"}
-ROLE_STYLES = {DEV_ROLE: ("-", "o", "#dd8452"), OUT_OF_DOMAIN: ("--", "s", "#8172b3"), TAGGED: (":", "^", "#55a868")}
+ROLE_STYLES = {DEV_ROLE: ("-", "o", COLOURS["fine-tuned"]), OUT_OF_DOMAIN: ("--", "s", "#8172b3"),
+               TAGGED: (":", "^", COLOURS["frozen"])}
 EXTRA_STYLE = ("-.", "D", "#937860")
 ROLE_LABELS = {DEV_ROLE: "in-domain (dev)", OUT_OF_DOMAIN: "out-of-domain", TAGGED: "tagged"}
 BASELINE_STYLES = {"majority class": ("#222222", (0, (4, 2))), "frozen pre-trained probe": ("#4c72b0", (0, (1, 1.5)))}
@@ -89,7 +90,7 @@ def seeds_note(frame: pd.DataFrame) -> str:
     return f"fine-tuned lines: mean of {n_seeds} seeds, band = their range" if n_seeds > 1 else ""
 
 
-def legend_below(fig, columns: int = 3, *notes: str) -> None:
+def legend_below(fig, *notes: str) -> None:
     """One legend for the whole figure, under its panels, so no legend covers data; each label once; `notes`
     (the non-empty ones) as its title."""
     title = "\n".join(textwrap.fill(note, 110) for note in notes if note) or None
@@ -99,7 +100,7 @@ def legend_below(fig, columns: int = 3, *notes: str) -> None:
             entries.setdefault(label, handle)
     if entries:
         fig.legend(list(entries.values()), list(entries), loc="outside lower center", title=title,
-                   ncol=min(columns, len(entries)), frameon=False)
+                   ncol=min(3, len(entries)), frameon=False)
 
 
 def select(frame: pd.DataFrame, measure: str, probe: str | None = None, representation: str | None = None):
@@ -155,7 +156,7 @@ def isotropy_figure(tables, baselines, dev, dest, title):
         pre_and_fine(ax, tables, measure.name, dev, "mean", "Task probe after isotropy enhancement", "accuracy",
                      style, labels=measure.label)
     baseline_lines(ax, baselines, frozen=False)
-    legend_below(fig, 3, seeds_note(tables))
+    legend_below(fig, seeds_note(tables))
     fig.suptitle(f"{title}: isotropy (Rajaee & Pilehvar 2021), {dev} tokens without [CLS]/[SEP]")
     save(fig, dest, "isotropy")
 
@@ -164,8 +165,6 @@ def directprobe_figure(tables, baselines, dev, dest, title):
     """Cluster count, distances between label clusters and a [CLS] probe; a constant count and identical min and
     mean distances (one pair of labels) are said in words rather than drawn twice."""
     clusters, labels = (select(tables, m, dev, "cls") for m in ("directprobe_n_clusters", "directprobe_n_labels"))
-    minimum, mean = (select(tables, m, dev, "cls") for m in ("directprobe_min_distance_all",
-                                                                "directprobe_mean_distance_all"))
     one_pair = labels["value"].dropna().max() == 2 if not labels.empty else False
     distances = [("directprobe_min_distance_all", "Distance between the two label clusters" if one_pair else
                   "Min distance between label clusters")] + ([] if one_pair else [
@@ -190,7 +189,7 @@ def directprobe_figure(tables, baselines, dev, dest, title):
                      "linearly separable), so the count is not drawn.")
     if one_pair:
         notes.append("With two labels the min and the mean distance are the same pair's.")
-    legend_below(fig, 3, seeds_note(tables), *notes)
+    legend_below(fig, seeds_note(tables), *notes)
     fig.suptitle(f"{title}: DirectProbe (Zhou & Srikumar 2022), [CLS] of {dev}")
     save(fig, dest, "directprobe")
 
@@ -222,7 +221,7 @@ def probing_figure(tables, training, baselines, dest, title):
     axes[3].set(xticks=positions, xticklabels=[f"{k}" for k in grouped.mean().index], ylim=(0, 1),
                 title="Fine-tuned dev accuracy by frozen layers", xlabel="bottom layers frozen",
                 ylabel="dev accuracy (whisker: seed range)")
-    legend_below(fig, 3, seeds_note(tables))
+    legend_below(fig, seeds_note(tables))
     fig.suptitle(f"{title}: probing and partial freezing (Merchant et al. 2020)")
     save(fig, dest, "probing")
 
@@ -254,7 +253,7 @@ def rsa_figure(comparisons, dest, title):
     axes[2].set(title="Linear CKA by freezing (dev)", xlabel=LAYER, ylabel="CKA")
     for ax in axes[:3]:
         ax.set_ylim(-0.05, 1.05)
-    legend_below(fig, 3, seeds_note(comparisons))
+    legend_below(fig, seeds_note(comparisons))
     fig.suptitle(f"{title}: what changed, in and out of domain (Merchant et al. 2020)")
     save(fig, dest, "rsa")
 
@@ -300,7 +299,7 @@ def cka_figure(tables, layerdrop, baselines, dev, dest, title):
     baseline_lines(axes[3], baselines)
     axes[3].set(title="Top layers dropped, no re-tuning", xlabel="top layers dropped", ylabel="dev accuracy",
                 ylim=(0, 1.02))
-    legend_below(fig, 3, seeds_note(tables))
+    legend_below(fig, seeds_note(tables))
     fig.suptitle(f"{title}: layer-by-layer CKA and layer dropping (Phang et al. 2021)")
     save(fig, dest, "cka")
 
@@ -317,7 +316,7 @@ def similarity_figure(comparisons, dest, title):
         reading = "1" if measure.kind == "similarity" else "0"
         ax.set(title=f"{measure.label} ({reading} = unchanged)", xlabel=LAYER + undefined_layers(part),
                ylabel=measure.unit)
-    legend_below(fig, 3, "probe set", seeds_note(comparisons))
+    legend_below(fig, "probe set", seeds_note(comparisons))
     fig.suptitle(f"{title}: pre-trained vs fine-tuned, same layer, every similarity measure (tokens)")
     save(fig, dest, "similarity")
 
