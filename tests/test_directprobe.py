@@ -205,7 +205,18 @@ def test_subsampling_is_seeded_stratified_and_exact_in_size():
     first, again, other = (_stratified_sample(y, 100, seed) for seed in (1, 1, 2))
     assert np.array_equal(first, again) and not np.array_equal(first, other)
     assert len(first) == 100 and len(np.unique(first)) == 100
-    assert np.bincount(y[first]).tolist() == [76, 23, 1]
+    assert np.unique(y[first]).tolist() == [0, 1, 2]
+
+
+def test_stratified_allocation_computed_by_hand():
+    """9, 6, 2, 1 rows, keep 8: one each, then 4 split 8:5:1:0 = 2.29, 1.43, 0.29, 0; floors 2, 1, 0, 0, last row to the
+    largest remainder (b): 3, 3, 1, 1. Pure proportion gives 4, 3, 1, 0; splitting 4 as 9:6:2:1 gives 3, 2, 2, 1."""
+    y = np.random.default_rng(0).permutation(np.repeat(np.array(["d", "b", "a", "c"]), [1, 6, 9, 2]))
+    for seed in range(3):
+        picked = _stratified_sample(y, 8, seed)
+        assert len(np.unique(picked)) == 8
+        labels, counts = np.unique(y[picked], return_counts=True)
+        assert dict(zip(labels.tolist(), counts.tolist())) == {"a": 3, "b": 3, "c": 1, "d": 1}
 
 
 def test_directprobe_subsample_is_deterministic_given_seed():

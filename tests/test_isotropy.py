@@ -1,5 +1,7 @@
 """Tests for repshift.isotropy: known geometries, invariances, and independent references."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,24 @@ def test_partition_isotropy_matches_direct_exponentials(centre):
     projections = W @ np.linalg.svd(W)[2].T
     z = np.concatenate([np.exp(projections).sum(axis=0), np.exp(-projections).sum(axis=0)])
     assert isotropy.partition_isotropy(X, centre=centre) == pytest.approx(z.min() / z.max(), rel=1e-10)
+
+
+def test_partition_isotropy_matches_notebook_formula_over_both_eigenvector_signs():
+    """Notebook I(W): W uncentred, c the eigenvectors of W^T W, whose arbitrary signs move its value; repshift takes Z
+    over +c and -c (Mu & Viswanath minimise over all unit c). A common mean makes one-sign or centred versions fail."""
+    def z_of_plus_and_minus_eigenvectors(V):
+        eigenvectors = np.linalg.eig(V.T @ V)[1].real
+        return np.exp(V @ eigenvectors).sum(axis=0), np.exp(-V @ eigenvectors).sum(axis=0)
+
+    W = 0.4 * _rng().standard_normal((200, 4)) * [1.0, 0.7, 0.5, 0.3] + [1.5, -0.5, 0.8, 0.2]
+    z_plus, z_minus = z_of_plus_and_minus_eigenvectors(W)
+    both_signs = min(z_plus.min(), z_minus.min()) / max(z_plus.max(), z_minus.max())
+    one_sign_each = [np.where(signs, z_plus, z_minus) for signs in itertools.product([True, False], repeat=4)]
+    notebook_values = np.array([z.min() / z.max() for z in one_sign_each])
+    centred = np.concatenate(z_of_plus_and_minus_eigenvectors(W - W.mean(axis=0)))
+    assert np.ptp(notebook_values) > 0.01 and notebook_values.min() > 5 * both_signs
+    assert centred.min() / centred.max() > 5 * both_signs
+    assert isotropy.partition_isotropy(W, centre=False) == pytest.approx(both_signs, rel=1e-10)
 
 
 def test_partition_isotropy_is_orthogonally_invariant():
