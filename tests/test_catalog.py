@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 SHARED = {"seed": 0, "probe_test_fraction": 0.25, "probe_l2": 1e-3, "probe_iterations": 50}
 # The argument that names a measure, by the function that takes it, in the modules that read measures.
-MEASURE_ARGUMENT = {"named": 0, "get": 0, "versus": 0, "both": 0, "changed": 0, "select": 1, "per_layer": 1,
-                    "pre_and_fine": 2}
+MEASURE_ARGUMENT = {"named": 0, "get": 0, "versus": 0, "seed_floor": 0, "select": 1, "per_layer": 1,
+                    "layer_rows": 1, "top_values": 0, "_before_after": 2, "floor_lines": 2, "pre_and_fine": 2}
 
 
 def named_measures(module: str) -> list[str]:

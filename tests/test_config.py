@@ -60,8 +60,12 @@ def test_task_overrides_only_its_own_settings():
 
 def test_variants_and_probe_sets():
     config = check(default_config())
-    assert rc.variants(config) == ["base", "mr-s0", "mr-s1", "mr-f3-s0", "mr-f3-s1",
-                                   "hedge-s0", "hedge-s1", "hedge-f3-s0", "hedge-f3-s1"]
+    assert rc.variants(config) == ["base", "mr-s0", "mr-s1", "mr-s2", "mr-f3-s0", "mr-f3-s1", "mr-f3-s2",
+                                   "hedge-s0", "hedge-s1", "hedge-s2", "hedge-f3-s0", "hedge-f3-s1", "hedge-f3-s2"]
+    assert rc.seed_pairs(config, "mr") == [("mr-s0", "mr-s1"), ("mr-s1", "mr-s2")]
+    assert [rc.pair_name(*pair) for pair in rc.seed_pairs(config, "hedge")] == ["hedge-s0-vs-s1", "hedge-s1-vs-s2"]
+    assert rc.pair_variants("my_task.v2-s3-vs-s10") == ("my_task.v2-s3", "my_task.v2-s10")
+    assert rc.is_seed_pair("mr-s0-vs-s1") and not rc.is_seed_pair("mr-s0")
     assert rc.parse_variant("hedge-s1") == rc.Variant("hedge", 1) and rc.parse_variant("base") is None
     assert rc.parse_variant("hedge-f3-s1") == rc.Variant("hedge", 1, 3)
     assert rc.parse_variant("my_task.v2-f10-s7").name == "my_task.v2-f10-s7"

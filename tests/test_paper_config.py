@@ -25,6 +25,7 @@ def test_paper_dag_builds(tmp_path):
     models, tasks, seeds, frozen = 2, 3, 5, 2
     assert counts["finetune"] == models * tasks * seeds * (1 + frozen)
     assert counts["figures"] == models * tasks
+    assert counts["seed_floor"] == counts["compare"] // (seeds * (1 + frozen)) * (seeds - 1), "consecutive seeds"
 
 
 @pytest.mark.workflow

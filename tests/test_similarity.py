@@ -154,6 +154,17 @@ def test_block_diagonality_finds_a_planted_split():
     assert score == pytest.approx(0.6, abs=0.05)
 
 
+def test_a_single_outlier_layer_is_not_a_block():
+    """Layer 0 unlike every other layer and layers 1-5 alike: with one-layer blocks allowed, splitting off layer 0
+    wins (0.6 - 0.1 = 0.5); Phang et al.'s blocks are groups of layers, so the best split keeps 2 or more a side."""
+    M = np.full((6, 6), 0.6)
+    M[0, 1:] = M[1:, 0] = 0.1
+    np.fill_diagonal(M, 1.0)
+    assert block_diagonality(M, min_block=1) == (pytest.approx(0.5), 1)
+    score, split = block_diagonality(M)
+    assert split >= 2 and score < 0.2
+
+
 def test_block_diagonality_scores_a_uniform_matrix_zero():
     M = np.full((9, 9), 0.7)
     np.fill_diagonal(M, 1.0)
@@ -232,8 +243,10 @@ def test_measure_specific_bad_input_raises():
         linear_cka(X, X, form="dual")
     with pytest.raises(ValueError, match="square"):
         block_diagonality(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="two blocks of 2"):
+        block_diagonality(np.eye(3))
     with pytest.raises(ValueError, match="finite"):
-        block_diagonality(np.full((3, 3), np.nan))
+        block_diagonality(np.full((4, 4), np.nan))
 
 
 def test_average_ranks_match_scipy_with_ties():

@@ -42,12 +42,12 @@ def test_run_produces_figures_and_tidy_table(finished):
     assert set(table["variant"]) == {"base", "sent-s0", "length-s0", "sent-f1-s0", "length-f1-s0"}
     assert set(table["layer"]) == {0, 1, 2}
     for measure in ("isoscore", "pos_probe_accuracy", "pos_selectivity", "task_probe_accuracy",
-                    "directprobe_n_clusters", "debiased_cka", "block_diagonality_linear_cka", "svcca", "mutual_knn_base_vs_finetuned",
+                    "directprobe_n_clusters", "debiased_cka", "svcca", "mutual_knn_base_vs_finetuned",
                     "rsa_spearman_base_vs_finetuned", "linear_cka_permuted_base_vs_finetuned"):
         assert (table["measure"] == measure).any(), measure
     assert set(table["measure"]) <= catalog.table_names()
     expected = {catalog.versus(m.name) for m in catalog.MEASURES if m.base_vs_finetuned}
-    expected |= {name for m in catalog.MEASURES if m.takes != "pair" for name in m.names}
+    expected |= {name for m in catalog.MEASURES if m.takes not in ("pair", "matrix") for name in m.names}
     expected |= set(finished.config["metrics"]["layer_by_layer"])
     assert expected <= set(table["measure"]), f"catalog measures missing from the run: {expected - set(table['measure'])}"
     assert set(table["probe_role"]) == {"dev", "tagged", "out_of_domain"}
@@ -123,9 +123,11 @@ def test_new_seed_runs_only_new_jobs(finished):
         jobs = finished.planned_jobs()
     finally:
         finished.write_config(original)
-    new = [(r, w) for r, w in jobs if r in ("finetune", "extract", "metrics", "compare")]
+    new = [(r, w) for r, w in jobs if r in ("finetune", "extract", "metrics", "compare", "seed_floor")]
     assert all("seed=1" in w or "-s1" in w for _, w in new), new
     assert rules(jobs).count("finetune") == 4
+    floors = sorted(w for r, w in jobs if r == "seed_floor")
+    assert len(floors) == 2 * 3 and all("-s0-vs-s1" in w for w in floors), floors
     assert rules(jobs).count("figures") == 2
 
 
@@ -257,3 +259,36 @@ def test_no_legend_or_label_covers_a_panel_and_text_reads_at_report_size(finishe
         sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
         assert min(sizes) >= 6.5, name
     plt.close("all")
+
+
+def test_seed_floor_of_a_model_with_itself_is_one_and_two_models_carry_intervals(finished, tmp_path):
+    """The seed-floor step on one fine-tuned model twice reads 1 with a zero-width interval at every layer it
+    bootstraps; on two different fine-tuned models, a value inside its interval, at the middle and top layers."""
+    from repshift import config as rc
+    from repshift.metrics import seed_floor_metrics
+
+    settings = rc.metric_settings(rc.check_config(copy.deepcopy(finished.config),
+                                                  finished.root / "workflow/schemas/config.schema.yaml"))
+    root = finished.root / "results"
+    files = {v: root / f"activations/tiny/{v}/dev-sent.h5" for v in ("sent-s0", "sent-f1-s0")}
+    weights = {v: root / f"models/tiny/{v}/model.safetensors" for v in files}
+    identity = {"model": "tiny", "task": "sent", "seed": "", "probe": "dev-sent", "probe_role": "dev",
+                "code_version": "test"}
+    floors = {}
+    for pair in (("sent-s0", "sent-s0"), ("sent-s0", "sent-f1-s0")):
+        out = tmp_path / f"{'-'.join(pair)}.csv"
+        seed_floor_metrics(files[pair[0]], files[pair[1]], [weights[v] for v in pair], out, settings,
+                           {**identity, "variant": rc.pair_name(*pair), "pair": list(pair)})
+        floors[pair] = read_tables([out])
+    same, different = floors.values()
+    assert set(same["measure"]) == {catalog.seed_floor(m.name) for m in catalog.MEASURES if m.seed_floor}
+    defined = same.dropna(subset=["value"])
+    assert (defined["value"] - 1).abs().max() < 1e-9
+    top = int(same["layer"].max())
+    bootstrapped = different[different["n_boot"] > 0]
+    assert set(bootstrapped["layer"]) == {(top + 1) // 2, top}
+    assert ((bootstrapped["ci_low"] <= bootstrapped["value"] + 1e-12)
+            & (bootstrapped["value"] <= bootstrapped["ci_high"] + 1e-12)).all()
+    assert (different.dropna(subset=["value"])["value"] < 1 - 1e-6).any()
+    same_intervals = same[same["n_boot"] > 0]
+    assert len(same_intervals) and ((same_intervals["ci_high"] - same_intervals["ci_low"]).abs() < 1e-9).all()

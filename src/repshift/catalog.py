@@ -18,6 +18,10 @@ A pair measure may also give `all_pairs(layers, **settings)`, the whole layer x 
 every token of a probe set, chunk by chunk, when its setting all_tokens is true.
 The walker settings (WALKER) are not passed on: max_rows gives the function a seeded sample of that many rows.
 Settings named in SHARED come from the config's `metrics` section, the same for every measure.
+
+A per-layer row with `bootstrap` also gets a 95% interval from metrics.n_boot resamples of its sentences
+(uncertainty.py); a pair row with `seed_floor` is also computed between two fine-tuning seeds (the noise floor of
+a pre-trained vs fine-tuned change).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ INVARIANCES = ("orthogonal", "isotropic_scaling", "translation", "permutation", 
 WALKER = ("max_rows", "all_tokens")
 SHARED = ("seed", "probe_test_fraction", "probe_l2", "probe_iterations")
 VERSUS = "_base_vs_finetuned"
+SEED_FLOOR = "_seed_vs_seed"
 CENTRED = frozenset({"orthogonal", "isotropic_scaling", "translation", "permutation"})
 ABOUT_ORIGIN = frozenset({"orthogonal", "isotropic_scaling", "permutation"})
 
@@ -86,11 +91,14 @@ class Measure:
     figure: str | None = None
     all_pairs: Callable | None = None
     stream: Callable | None = None
+    bootstrap: bool = False
+    seed_floor: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
         assert self.kind in KINDS and self.takes in TAKES and set(self.invariances) <= set(INVARIANCES), self.name
         assert set(self.shared) <= set(SHARED), self.name
+        assert not (self.bootstrap and (self.outputs or self.takes not in ("layer", "labelled", "pair"))), self.name
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -127,7 +135,7 @@ QUADRATIC_ROWS = {"max_rows": 1000}
 MEASURES: tuple[Measure, ...] = (
     # Isotropy (Rajaee & Pilehvar 2021) on sampled content tokens.
     Measure("isotropy_raw", "isotropy", "layer", lambda X: isotropy.partition_isotropy(X, centre=False),
-            "Partition isotropy I(W), raw", "I(W)", figure="isotropy"),
+            "Partition isotropy I(W), raw", "I(W)", figure="isotropy", bootstrap=True),
     Measure("isotropy_centred", "isotropy", "layer", lambda X: isotropy.partition_isotropy(X, centre=True),
             "I(W), centred", "I(W)", figure="isotropy"),
     Measure("isoscore", "isotropy", "layer", isotropy.isoscore, "IsoScore", "IsoScore", figure="isotropy"),
@@ -138,7 +146,9 @@ MEASURES: tuple[Measure, ...] = (
             lambda X, pairs, seed: isotropy.average_cosine(isotropy.standardize(X), n_pairs=pairs, seed=seed),
             "Average cosine, standardized", "cosine", settings={"pairs": 20000}, shared=("seed",)),
     Measure("top_pc_variance_ratio", "isotropy", "layer", isotropy.top_pc_ratio, "Variance share of the top PC",
-            "share", figure="isotropy"),
+            "share", figure="isotropy", bootstrap=True),
+    Measure("dominant_directions", "isotropy", "layer", isotropy.dominant_directions,
+            "Dominant directions (PCs above the mean variance)", "PCs", figure="isotropy", bootstrap=True),
     Measure("pcs_for_90pct_variance", "isotropy", "layer", lambda X: isotropy.pcs_for_variance(X, 0.9),
             "PCs for 90% of variance", "PCs", figure="isotropy"),
     Measure("rogue_top1_share", "isotropy", "layer",
@@ -147,7 +157,7 @@ MEASURES: tuple[Measure, ...] = (
             figure="isotropy"),
     Measure("frequency_pc1_abs_spearman", "isotropy", "labelled",
             lambda X, y, groups: abs(isotropy.frequency_pc_correlation(X, y, n_pcs=1)[0]),
-            "|Spearman(frequency, PC1)|", "|rho|", target="frequency", figure="isotropy"),
+            "|Spearman(frequency, PC1)|", "|rho|", target="frequency", figure="isotropy", bootstrap=True),
     Measure("frequency_top5pc_max_abs_spearman", "isotropy", "labelled",
             lambda X, y, groups: np.abs(isotropy.frequency_pc_correlation(X, y, n_pcs=5)).max(),
             "max |Spearman(frequency, PC1..5)|", "|rho|", target="frequency"),
@@ -179,12 +189,14 @@ MEASURES: tuple[Measure, ...] = (
     Measure("directprobe", "directprobe", "labelled",
             lambda X, y, groups, max_points, seed: directprobe.directprobe(X, y, max_points=max_points, seed=seed),
             "DirectProbe", "", representations=("cls",), settings={"max_points": 300}, shared=("seed",),
-            target="label", outputs=("n_clusters", "n_labels", "min_distance_all", "mean_distance_all"),
+            target="label", outputs=("n_clusters", "n_labels", "n_points", "dimensions", "min_distance_all",
+                                                           "mean_distance_all", "label_spread"),
             figure="directprobe"),
     # Similarity of representations (Phang et al. 2021; Merchant et al. 2020; peers' measures).
     Measure("linear_cka", "similarity", "pair", similarity.linear_cka, "Linear CKA", "CKA", "similarity",
-            ("token", "cls"), {"all_tokens": True}, invariances=CENTRED, layer_by_layer=True, base_vs_finetuned=True,
-            figure="similarity", all_pairs=similarity.cka_matrix, stream=similarity.CKAStream),
+            ("token", "cls"), {"all_tokens": True, **ROWS}, invariances=CENTRED, layer_by_layer=True,
+            base_vs_finetuned=True, figure="similarity", all_pairs=similarity.cka_matrix, stream=similarity.CKAStream,
+            bootstrap=True, seed_floor=True),
     Measure("debiased_cka", "similarity", "pair", similarity.debiased_cka, "Debiased CKA", "CKA", "similarity",
             ("token", "cls"), {"all_tokens": True}, invariances=CENTRED, layer_by_layer=True, base_vs_finetuned=True,
             figure="similarity", all_pairs=lambda layers: similarity.cka_matrix(layers, debiased=True),
@@ -200,10 +212,11 @@ MEASURES: tuple[Measure, ...] = (
             {**QUADRATIC_ROWS, "threshold": 0.5}, invariances=CENTRED, layer_by_layer=True, base_vs_finetuned=True,
             figure="similarity"),
     Measure("rsa_pearson", "similarity", "pair", lambda X, Y: similarity.rsa(X, Y, "pearson"), "RSA (Pearson)",
-            "Pearson r", "similarity", ("token",), ROWS, invariances=ABOUT_ORIGIN, base_vs_finetuned=True),
+            "Pearson r", "similarity", ("token",), ROWS, invariances=ABOUT_ORIGIN, base_vs_finetuned=True,
+            bootstrap=True, seed_floor=True),
     Measure("rsa_spearman", "similarity", "pair", lambda X, Y: similarity.rsa(X, Y, "spearman"), "RSA (Spearman)",
             "Spearman rho", "similarity", ("token",), ROWS, invariances=ABOUT_ORIGIN, layer_by_layer=True,
-            base_vs_finetuned=True, figure="similarity"),
+            base_vs_finetuned=True, figure="similarity", seed_floor=True),
     Measure("svcca", "similarity", "pair", cca.svcca, "SVCCA", "mean canonical correlation", "similarity",
             ("token", "cls"), {**ROWS, "keep": 0.99}, invariances=CENTRED, layer_by_layer=True,
             base_vs_finetuned=True, figure="similarity"),
@@ -248,8 +261,9 @@ def get(name: str) -> Measure:
 
 
 def table_names() -> set[str]:
-    """Every measure name the metrics and compare tables can hold."""
-    return set(OUTPUTS) | {m.name + VERSUS for m in MEASURES if m.base_vs_finetuned}
+    """Every measure name the metrics, compare and seed-floor tables can hold."""
+    return (set(OUTPUTS) | {m.name + VERSUS for m in MEASURES if m.base_vs_finetuned}
+            | {m.name + SEED_FLOOR for m in MEASURES if m.seed_floor})
 
 
 def named(name: str) -> str:
@@ -262,6 +276,11 @@ def named(name: str) -> str:
 def versus(name: str) -> str:
     """The table name of a pair measure computed between the pre-trained and the fine-tuned model."""
     return named(get(name).name + VERSUS)
+
+
+def seed_floor(name: str) -> str:
+    """The table name of a pair measure computed between two fine-tuning seeds of one variant."""
+    return named(get(name).name + SEED_FLOOR)
 
 
 def _type_name(value) -> str:

@@ -1,33 +1,160 @@
-"""The claims of the four studies, each decided on this model and task by one stated number and threshold."""
+"""The claims of the four studies, each decided on this model and task by one number, its 95% interval (sentences
+resampled within each seed, then seeds resampled: uncertainty.py) and a threshold read from the paper's wording."""
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .catalog import named, versus
-from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, dev_probe, parse_variant
+from .catalog import named, seed_floor, versus
+from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, dev_probe, is_seed_pair, parse_variant
 from .provenance import atomic_path
 from .tables import write_csv
+from .uncertainty import percentile_interval, seed_replicates
 
-HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
-NOT_LEARNED = "not measurable: the model did not learn the task"
-THRESHOLDS = {"frequency_change": 0.1, "cka_kept": 0.5, "probe_drop": 0.01, "rsa_depth_drop": 0.05,
-              "forgetting": 0.05, "freeze_cost": 0.02, "layer_drop_cost": 0.02}
+HOLDS, FAILS, INCONCLUSIVE, MISSING = "holds", "does not hold", "inconclusive", "not measured"
+NOT_MEASURABLE = "not measurable"
+NOT_LEARNED = f"{NOT_MEASURABLE}: the model did not learn the task"
+CLAIM_BOOT, CLAIM_SEED = 2000, 0
+RSA = "rsa_pearson"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a claim is decided: it holds when its number is above (`above`) or below the threshold over the
+    whole 95% interval, does not hold when the interval lies wholly on the other side, and is inconclusive else."""
+
+    study: str
+    statement: str
+    threshold: float
+    above: bool
+    reason: str
+
+    def describe(self, threshold=None) -> str:
+        return f"{'>' if self.above else '<'} {self.threshold if threshold is None else threshold:g}"
+
+
+RULES = {
+    "C0": Rule("all", "the fine-tuned model learned its task", 0.02, True,
+               "a model that does not beat a probe on its own frozen encoder (or the majority class) by "
+               "claims.learned_margin has learned nothing fine-tuning could explain"),
+    "C1": Rule("isotropy", "fine-tuning does not necessarily raise isotropy", 0.0, False,
+               "'does not necessarily result in isotropy enhancements' is met by one model and task whose top-layer "
+               "I(W) does not rise"),
+    "C2": Rule("isotropy", "elongated directions multiply after fine-tuning", 2.0, True,
+               "'dramatic growth in the number of elongated directions': the number of principal directions above "
+               "the mean variance more than doubles"),
+    "C3": Rule("isotropy", "after fine-tuning the dominant directions carry task knowledge", 0.0, True,
+               "'carry the essential linguistic knowledge ... making isotropy enhancement ineffective': removing the "
+               "top PCs costs the fine-tuned task probe more than the pre-trained one"),
+    "C4": Rule("isotropy", "frequency structure changes massively", 1.0, True,
+               "'undergo a massive change': |Spearman(frequency, PC1)| more than halves or doubles (|log2 ratio| "
+               "above 1)"),
+    "C5": Rule("DirectProbe", "label clusters move apart", 1.0, True,
+               "clusters move apart (not just the space growing) when the minimum inter-label distance divided by "
+               "the within-label spread rises (ratio after / before above 1)"),
+    "C6": Rule("DirectProbe", "the space becomes simpler for the task", 0.0, True,
+               "'the number of clusters decreases': fewer clusters after than before, testable only where labels "
+               "were not already separable and n > 2(d + 1) (Cover 1965)"),
+    "C7": Rule("DirectProbe", "the original spatial structure is largely kept", 0.5, True,
+               "Zhou & Srikumar call a correlation above 0.5 between the spaces before and after fine-tuning "
+               "'surprisingly high'; the same bar on the top layer's [CLS] CKA"),
+    "C8": Rule("DirectProbe", "fine-tuning does not always help: this task is an exception", 0.0, False,
+               "the paper's exception is a probe on the fine-tuned task's own labels that does not improve after "
+               "fine-tuning; this task is one when the top-layer task probe does not rise"),
+    "C9": Rule("Merchant", "change concentrates in the top layers", 0.0, True,
+               "'fine-tuning primarily affects the top layers': the change beyond the seed floor (floor RSA - base "
+               "vs fine-tuned RSA) is larger at the top layer than at the middle one"),
+    "C10": Rule("Merchant", "no catastrophic forgetting of POS", 0.05, False,
+                "'does not lead to catastrophic forgetting': no layer's POS probe loses 5 points of accuracy"),
+    "C11": Rule("Merchant", "out-of-domain sentences change less", 0.0, True,
+                "'a weaker effect on representations of out-of-domain sentences': top-layer base vs fine-tuned RSA "
+                "is higher out of domain than in domain"),
+    "C12": Rule("Merchant", "freezing the lower layers costs little", 0.02, False,
+                "freezing the bottom layers costs less than 2 points of dev accuracy"),
+    "C13": Rule("Phang", "fine-tuned models show block-diagonal layer similarity", 0.0, True,
+                "'early layer representations and later layer representations form two distinct clusters': the "
+                "block-diagonality of the [CLS] CKA matrix (blocks of at least 2 layers) rises"),
+    "C14": Rule("Phang", "the top layers can be dropped without re-tuning", 0.02, False,
+                "'the top few layers ... can be discarded without hurting performance': dropping the top layer "
+                "costs less than 2 points of dev accuracy"),
+}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A deciding number and its aligned bootstrap replicates (None when only the point is known)."""
+
+    value: float
+    replicates: np.ndarray | None = None
+
+    def combine(self, other: "Estimate", op) -> "Estimate":
+        if self.replicates is None and other.replicates is None:
+            return Estimate(float(op(self.value, other.value)))
+        mine = self.value if self.replicates is None else self.replicates
+        theirs = other.value if other.replicates is None else other.replicates
+        return Estimate(float(op(self.value, other.value)), op(mine, theirs))
+
+    def __sub__(self, other: "Estimate") -> "Estimate":
+        return self.combine(other, np.subtract)
+
+    def __truediv__(self, other: "Estimate") -> "Estimate":
+        return self.combine(other, np.divide)
+
+    def map(self, function) -> "Estimate":
+        return Estimate(float(function(self.value)), None if self.replicates is None else function(self.replicates))
+
+
+def seed_estimate(values, per_seed_replicates=None) -> Estimate:
+    """The mean over seeds, with replicates that resample seeds and, where given, each seed's sentence
+    replicates (uncertainty.seed_replicates); a single seed without replicates is a point."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return Estimate(np.nan)
+    if per_seed_replicates is None:
+        if len(values) < 2:
+            return Estimate(float(values.mean()))
+        per_seed_replicates = values[:, None]
+    return Estimate(float(values.mean()), seed_replicates(per_seed_replicates, CLAIM_BOOT, CLAIM_SEED))
+
+
+def _parse_replicates(text) -> np.ndarray | None:
+    return np.array(text.split(), dtype=np.float64) if isinstance(text, str) and text else None
+
+
+def rows_estimate(rows: pd.DataFrame) -> Estimate:
+    """One value per seed (or the pre-trained model's one) with their sentence replicates where every row has
+    them."""
+    replicates = [_parse_replicates(r) for r in rows.get("replicates", pd.Series([None] * len(rows)))]
+    if replicates and all(r is not None for r in replicates) and len({len(r) for r in replicates}) == 1:
+        return seed_estimate(rows["value"], np.vstack(replicates))
+    return seed_estimate(rows["value"])
+
+
+def accuracy_estimate(accuracies, n_dev) -> Estimate:
+    """Mean dev accuracy over seeds, each seed's accuracy resampled as Binomial(n_dev, accuracy) / n_dev."""
+    accuracies = np.asarray(accuracies, dtype=np.float64)
+    if len(accuracies) == 0:
+        return Estimate(np.nan)
+    rng = np.random.default_rng(CLAIM_SEED)
+    draws = np.vstack([rng.binomial(int(n), a, CLAIM_BOOT) / n for a, n in zip(accuracies, n_dev)])
+    return seed_estimate(accuracies, draws)
 
 
 def read_training(paths) -> pd.DataFrame:
-    """One row per fine-tuned variant: its final dev accuracy, loss and settings."""
+    """One row per fine-tuned variant: its best-epoch dev accuracy, dev size, loss and settings."""
     rows = []
     for path in paths:
         record = json.loads(Path(path).read_text())
         provenance = record["provenance"]
         rows.append({"model": provenance["model"], "variant": provenance["variant"], "task": provenance["task"],
                      "seed": provenance["seed"], "freeze_layers": provenance["settings"]["freeze_layers"],
-                     "dev_accuracy": record["dev_accuracy"][record["best_epoch"] - 1], "best_epoch": record["best_epoch"],
-                     "epochs_run": len(record["dev_accuracy"]), "final_loss": record["loss"][-1],
-                     "steps": len(record["loss"]), "seconds": record["seconds"]})
+                     "dev_accuracy": record["dev_accuracy"][record["best_epoch"] - 1], "n_dev": record["n_dev"],
+                     "best_epoch": record["best_epoch"], "epochs_run": len(record["dev_accuracy"]),
+                     "final_loss": record["loss"][-1], "steps": len(record["loss"]), "seconds": record["seconds"]})
     return pd.DataFrame(rows)
 
 
@@ -44,25 +171,103 @@ def read_baselines(paths) -> pd.DataFrame:
                                        "frozen_probe_layer"])
 
 
-def margin_over_baselines(accuracy: float, majority: float, probe: float) -> float:
+def margin_over_baselines(accuracy, majority: float, probe: float):
     """How far a dev accuracy clears the better of the majority class and the frozen pre-trained probe."""
     return accuracy - max(majority, probe)
+
+
+def full_finetuning(variant: str) -> bool:
+    parsed = None if is_seed_pair(variant) else parse_variant(variant)
+    return parsed is not None and parsed.freeze is None
+
+
+def probe_rows(frame: pd.DataFrame, role: str, task: str) -> pd.Series:
+    """Rows of the probe set with `role`: the task's own dev set for the dev role, else the one set with that role."""
+    return frame["probe"] == dev_probe(task) if role == DEV_ROLE else frame["probe_role"] == role
+
+
+def layer_rows(frame: pd.DataFrame, measure: str, role: str, task: str, representation: str, which: str):
+    """The rows of one measure for the pre-trained model ("base"), the fully fine-tuned seeds ("tuned") or the
+    seed-floor pairs ("floor")."""
+    part = frame[(frame["measure"] == named(measure)) & probe_rows(frame, role, task)
+                 & (frame["representation"] == representation)]
+    if which == "base":
+        return part[part["variant"] == "base"]
+    if which == "floor":
+        return part[part["variant"].map(is_seed_pair)]
+    return part[part["variant"].map(full_finetuning).astype(bool)]
+
+
+def per_layer(frame, measure, role, task, representation, finetuned: bool) -> pd.Series:
+    """Mean over seeds of one measure per layer, for the base model or the fully fine-tuned variants."""
+    rows = layer_rows(frame, measure, role, task, representation, "tuned" if finetuned else "base")
+    return rows.groupby("layer")["value"].mean()
+
+
+def at_layer(rows: pd.DataFrame, layer: str | int = "top") -> Estimate:
+    """The estimate at `layer` ("top", "middle" or a number) of one measure's rows."""
+    if rows.empty:
+        return Estimate(np.nan)
+    top = int(rows["layer"].max())
+    layer = {"top": top, "middle": (top + 1) // 2}.get(layer, layer)
+    return rows_estimate(rows[rows["layer"] == layer])
+
+
+def per_seed(rows: pd.DataFrame, function) -> list[float]:
+    """function(one seed's rows) for each fine-tuned seed."""
+    return [function(part) for _, part in rows.groupby("variant")]
+
+
+def interval(estimate: Estimate) -> tuple[float, float]:
+    return (np.nan, np.nan) if estimate.replicates is None else percentile_interval(estimate.replicates)
+
+
+def decide(estimate: Estimate, rule: Rule, threshold: float) -> str:
+    """holds / does not hold / inconclusive: where the 95% interval (the point without one) lies against the
+    threshold; not measured when the number is missing."""
+    if not np.isfinite(estimate.value):
+        return MISSING
+    low, high = interval(estimate)
+    ends = (low, high) if np.isfinite(low) and np.isfinite(high) else (estimate.value, estimate.value)
+    passes = [end > threshold if rule.above else end < threshold for end in ends]
+    return HOLDS if all(passes) else INCONCLUSIVE if any(passes) else FAILS
+
+
+def claim_row(claim: str, estimate: Estimate, detail: str, before=np.nan, after=np.nan, threshold=None,
+              unmeasurable: str | None = None) -> dict:
+    """One claims.csv row: the verdict (or why it cannot be measured), the number with its interval, the threshold
+    and its reason, and the numbers behind it in words."""
+    rule = RULES[claim]
+    threshold = rule.threshold if threshold is None else threshold
+    low, high = interval(estimate)
+    verdict = f"{NOT_MEASURABLE}: {unmeasurable}" if unmeasurable else decide(estimate, rule, threshold)
+    return {"claim": claim, "study": rule.study, "statement": rule.statement, "verdict": verdict,
+            "number": estimate.value, "ci_low": low, "ci_high": high,
+            "n_boot": 0 if estimate.replicates is None else len(estimate.replicates),
+            "threshold": rule.describe(threshold), "reason": rule.reason, "deciding_number": detail,
+            "before": before, "after": after}
+
+
+def _ci(estimate: Estimate) -> str:
+    low, high = interval(estimate)
+    return "" if not np.isfinite(low) else f" [{low:.3g}, {high:.3g}]"
 
 
 def learned_claim(training: pd.DataFrame, baselines: pd.DataFrame, task: str, learned_margin: float) -> dict:
     """C0: the fully fine-tuned model beats both the majority class and the frozen pre-trained probe by the margin."""
     tuned = training[(training["task"] == task) & training["variant"].map(full_finetuning).astype(bool)]
     bars = baselines[baselines["task"] == task]
-    statement = "the fine-tuned model learned its task"
     if bars.empty or tuned.empty:
-        return _claim("C0", "all", statement, None, "no baseline or fine-tuned model to compare")
-    accuracy, majority, probe = tuned["dev_accuracy"].mean(), *bars[["majority_accuracy",
-                                                                     "frozen_probe_accuracy"]].iloc[0]
-    margin = margin_over_baselines(accuracy, majority, probe)
-    return _claim("C0", "all", statement, margin >= learned_margin,
-                  f"dev accuracy {accuracy:.3f} (mean of {len(tuned)} seeds) vs majority class {majority:.3f} and "
-                  f"frozen pre-trained probe {probe:.3f} (layer {bars['frozen_probe_layer'].iloc[0]}): {margin:+.3f} "
-                  f"over the better (needs >= {learned_margin})", max(majority, probe), accuracy)
+        return claim_row("C0", Estimate(np.nan), "no baseline or fine-tuned model to compare",
+                         threshold=learned_margin)
+    majority, probe = bars[["majority_accuracy", "frozen_probe_accuracy"]].iloc[0]
+    accuracy = accuracy_estimate(tuned["dev_accuracy"], tuned["n_dev"])
+    margin = accuracy.map(lambda a: margin_over_baselines(a, majority, probe))
+    return claim_row("C0", margin,
+                     f"dev accuracy {accuracy.value:.3f}{_ci(accuracy)} (mean of {len(tuned)} seeds) vs majority "
+                     f"class {majority:.3f} and frozen pre-trained probe {probe:.3f} (layer "
+                     f"{bars['frozen_probe_layer'].iloc[0]}): {margin.value:+.3f} over the better",
+                     max(majority, probe), accuracy.value, threshold=learned_margin)
 
 
 def report_learning(training: pd.DataFrame, baselines: pd.DataFrame, learned_margin: float) -> None:
@@ -74,144 +279,161 @@ def report_learning(training: pd.DataFrame, baselines: pd.DataFrame, learned_mar
               f"frozen probe {row.frozen_probe_accuracy:.4f}: {margin:+.4f}{flag}", flush=True)
 
 
-def full_finetuning(variant: str) -> bool:
-    parsed = parse_variant(variant)
-    return parsed is not None and parsed.freeze is None
+def _before_after(frame, task, measure, representation="token", role=DEV_ROLE, layer="top"):
+    return tuple(at_layer(layer_rows(frame, measure, role, task, representation, which), layer)
+                 for which in ("base", "tuned"))
 
 
-def probe_rows(frame: pd.DataFrame, role: str, task: str) -> pd.Series:
-    """Rows of the probe set with `role`: the task's own dev set for the dev role, else the one set with that role."""
-    return frame["probe"] == dev_probe(task) if role == DEV_ROLE else frame["probe_role"] == role
+def isotropy_claims(frame: pd.DataFrame, task: str) -> list[dict]:
+    before, after = _before_after(frame, task, "isotropy_raw")
+    centred = _before_after(frame, task, "isotropy_centred")
+    rows = [claim_row("C1", after - before,
+                      f"I(W) top layer {before.value:.3g} -> {after.value:.3g}{_ci(after)} (centred "
+                      f"{centred[0].value:.3g} -> {centred[1].value:.3g})", before.value, after.value)]
+    before, after = _before_after(frame, task, "dominant_directions")
+    share = _before_after(frame, task, "top_pc_variance_ratio")
+    rows.append(claim_row("C2", after / before,
+                          f"principal directions above the mean variance, top layer {before.value:.0f} -> "
+                          f"{after.value:.1f}{_ci(after)}; top-PC variance share {share[0].value:.3f} -> "
+                          f"{share[1].value:.3f}", before.value, after.value))
+    drops = {}
+    for which in ("base", "tuned"):
+        plain = layer_rows(frame, "task_probe_accuracy", DEV_ROLE, task, "mean", which)
+        removed = layer_rows(frame, "task_probe_accuracy_top_pcs_removed", DEV_ROLE, task, "mean", which)
+        top = lambda rows: rows[rows["layer"] == rows["layer"].max()].set_index("variant")["value"]  # noqa: E731
+        drops[which] = (top(plain) - top(removed)).dropna().to_numpy() if len(plain) and len(removed) else []
+    before = float(np.mean(drops["base"])) if len(drops["base"]) else np.nan
+    after = seed_estimate(drops["tuned"])
+    rows.append(claim_row("C3", after.map(lambda d: d - max(before, 0)),
+                          f"task-probe accuracy lost when the top PCs are removed: pre-trained {before:+.3f}, "
+                          f"fine-tuned {after.value:+.3f}{_ci(after)}", before, after.value))
+    before, after = _before_after(frame, task, "frequency_pc1_abs_spearman")
+    rows.append(claim_row("C4", (after / before).map(lambda r: np.abs(np.log2(r))),
+                          f"|Spearman(frequency, PC1)| top layer {before.value:.2f} -> {after.value:.2f}{_ci(after)}",
+                          before.value, after.value))
+    return rows
 
 
-def per_layer(frame: pd.DataFrame, measure: str, role: str, task: str, representation: str,
-              finetuned: bool) -> pd.Series:
-    """Mean over seeds of one measure per layer, for the base model or the fully fine-tuned variants."""
-    part = frame[(frame["measure"] == named(measure)) & probe_rows(frame, role, task)
-                 & (frame["representation"] == representation)]
-    chosen = part["variant"].map(full_finetuning).astype(bool) if finetuned else part["variant"] == "base"
-    return part[chosen].groupby("layer")["value"].mean()
+def directprobe_claims(frame: pd.DataFrame, task: str) -> list[dict]:
+    def top_values(measure, which):
+        rows = layer_rows(frame, measure, DEV_ROLE, task, "cls", which)
+        return rows[rows["layer"] == rows["layer"].max()].set_index("variant")["value"] if len(rows) else pd.Series()
+
+    raw, spread, clusters = ({w: top_values(name, w) for w in ("base", "tuned")}
+                             for name in ("directprobe_min_distance_all", "directprobe_label_spread",
+                                          "directprobe_n_clusters"))
+    if any(part.empty for part in (*raw.values(), *spread.values())):
+        rows = [claim_row("C5", Estimate(np.nan), "no DirectProbe distances and spreads")]
+    else:
+        normalised_before = float((raw["base"] / spread["base"]).iloc[0])
+        normalised = seed_estimate((raw["tuned"] / spread["tuned"]).to_numpy())
+        rows = [claim_row("C5", normalised.map(lambda n: n / normalised_before),
+                          f"min inter-label distance / within-label spread, top layer [CLS] {normalised_before:.3g} "
+                          f"-> {normalised.value:.3g}{_ci(normalised)} (raw {raw['base'].iloc[0]:.3g} -> "
+                          f"{raw['tuned'].mean():.3g}, spread {spread['base'].iloc[0]:.3g} -> "
+                          f"{spread['tuned'].mean():.3g})", normalised_before, normalised.value)]
+    sizes = [top_values(name, "base") for name in ("directprobe_n_labels", "directprobe_n_points",
+                                                   "directprobe_dimensions")]
+    if any(part.empty for part in (*clusters.values(), *sizes)):
+        rows.append(claim_row("C6", Estimate(np.nan), "no DirectProbe clusters"))
+    else:
+        labels, points, dims = (float(part.iloc[0]) for part in sizes)
+        after = seed_estimate(clusters["tuned"].to_numpy())
+        before = float(clusters["base"].iloc[0])
+        unmeasurable = (f"{points:.0f} points in {dims:.0f} dimensions: n <= 2(d + 1), so any labelling is linearly "
+                        "separable and the count cannot fall (Cover 1965)" if points <= 2 * (dims + 1) else
+                        f"already {before:.0f} clusters for {labels:.0f} labels before fine-tuning: nothing to simplify"
+                        if before <= labels else None)
+        rows.append(claim_row("C6", after.map(lambda a: before - a),
+                              f"clusters at the top layer {before:.0f} -> {after.value:.1f}{_ci(after)} for "
+                              f"{labels:.0f} labels ({points:.0f} points, {dims:.0f} dimensions)", before, after.value,
+                              unmeasurable=unmeasurable))
+    kept = at_layer(layer_rows(frame, versus("linear_cka"), DEV_ROLE, task, "cls", "tuned"))
+    rows.append(claim_row("C7", kept, f"top-layer CKA(pre-trained, fine-tuned) on dev [CLS] {kept.value:.2f}"
+                                      f"{_ci(kept)}", np.nan, kept.value))
+    before, after = _before_after(frame, task, "task_probe_accuracy", "cls")
+    rows.append(claim_row("C8", after - before,
+                          f"top-layer task probe on [CLS] {before.value:.3f} -> {after.value:.3f}{_ci(after)}",
+                          before.value, after.value))
+    return rows
 
 
-def _verdict(condition) -> str:
-    if condition is None or (isinstance(condition, float) and np.isnan(condition)):
-        return MISSING
-    return HOLDS if condition else FAILS
+def merchant_claims(frame: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
+    def change(layer, role=DEV_ROLE):
+        """1 - RSA beyond the seed floor: floor RSA - base vs fine-tuned RSA (1 - RSA without a floor)."""
+        tuned = at_layer(layer_rows(frame, versus(RSA), role, task, "token", "tuned"), layer)
+        floor = at_layer(layer_rows(frame, seed_floor(RSA), role, task, "token", "floor"), layer)
+        return (floor if np.isfinite(floor.value) else Estimate(1.0)) - tuned, tuned, floor
+
+    (top, rsa_top, floor_top), (middle, rsa_middle, floor_middle) = change("top"), change("middle")
+    spearman = per_layer(frame, versus("rsa_spearman"), DEV_ROLE, task, "token", True)
+    rows = [claim_row("C9", top - middle,
+                      f"RSA (Pearson) pre-trained vs fine-tuned, middle layer {rsa_middle.value:.2f}{_ci(rsa_middle)}, "
+                      f"top layer {rsa_top.value:.2f}{_ci(rsa_top)}; seed floor {floor_middle.value:.2f}, "
+                      f"{floor_top.value:.2f} (Spearman top {spearman.iloc[-1] if len(spearman) else np.nan:.2f})",
+                      middle.value, top.value)]
+    pos = {w: layer_rows(frame, "pos_probe_accuracy", TAGGED, task, "word", w) for w in ("base", "tuned")}
+    if pos["base"].empty or pos["tuned"].empty:
+        rows.append(claim_row("C10", Estimate(np.nan), "no POS probe"))
+    else:
+        base = pos["base"].set_index("layer")["value"]
+        falls = seed_estimate(per_seed(pos["tuned"], lambda part: float(
+            (base - part.set_index("layer")["value"]).max())))
+        rows.append(claim_row("C10", falls, f"largest POS-probe accuracy fall over layers {falls.value:+.3f}"
+                                            f"{_ci(falls)}", np.nan, falls.value))
+    out_domain = at_layer(layer_rows(frame, versus(RSA), OUT_OF_DOMAIN, task, "token", "tuned"))
+    rows.append(claim_row("C11", out_domain - rsa_top,
+                          f"top-layer RSA (Pearson): in-domain {rsa_top.value:.2f}{_ci(rsa_top)}, out-of-domain "
+                          f"{out_domain.value:.2f}{_ci(out_domain)}", rsa_top.value, out_domain.value))
+    trained = training[training["task"] == task]
+    frozen = trained[trained["freeze_layers"] > trained["freeze_layers"].min()]
+    if frozen.empty:
+        rows.append(claim_row("C12", Estimate(np.nan), "no ablations.freeze_layers configured"))
+    else:
+        full = trained[trained["freeze_layers"] == trained["freeze_layers"].min()]
+        deepest = frozen[frozen["freeze_layers"] == frozen["freeze_layers"].max()]
+        full_accuracy = accuracy_estimate(full["dev_accuracy"], full["n_dev"])
+        frozen_accuracy = accuracy_estimate(deepest["dev_accuracy"], deepest["n_dev"])
+        rows.append(claim_row("C12", full_accuracy - frozen_accuracy,
+                              f"dev accuracy full {full_accuracy.value:.3f}{_ci(full_accuracy)} vs bottom "
+                              f"{deepest['freeze_layers'].iloc[0]} frozen {frozen_accuracy.value:.3f}"
+                              f"{_ci(frozen_accuracy)}", full_accuracy.value, frozen_accuracy.value))
+    return rows
 
 
-def _claim(claim, study, statement, condition, number, before=np.nan, after=np.nan) -> dict:
-    return {"claim": claim, "study": study, "statement": statement, "verdict": _verdict(condition),
-            "deciding_number": number, "before": before, "after": after}
-
-
-def _top(series: pd.Series) -> float:
-    return float(series.iloc[-1]) if len(series) else np.nan
+def phang_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
+    block = {w: layer_rows(frame, "block_diagonality_linear_cka", DEV_ROLE, task, "cls", w) for w in ("base", "tuned")}
+    if block["base"].empty or block["tuned"].empty:
+        rows = [claim_row("C13", Estimate(np.nan), "no block-diagonality of the [CLS] CKA matrix")]
+    else:
+        before = float(block["base"]["value"].iloc[0])
+        after = seed_estimate(block["tuned"]["value"])
+        rows = [claim_row("C13", after.map(lambda a: a - before),
+                          f"block-diagonality of the [CLS] CKA matrix {before:.3f} -> {after.value:.3f}{_ci(after)} "
+                          f"(per seed: {', '.join(f'{v:.3f}' for v in block['tuned']['value'])})", before, after.value)]
+    dropped = layerdrop[(layerdrop["task"] == task) & layerdrop["variant"].map(full_finetuning).astype(bool)]
+    n_dev = training.set_index("variant")["n_dev"]
+    accuracy = {k: accuracy_estimate(part["dev_accuracy"], n_dev.reindex(part["variant"]).fillna(0).astype(int))
+                for k, part in dropped.groupby("layers_dropped")}
+    if 0 not in accuracy or 1 not in accuracy:
+        return rows + [claim_row("C14", Estimate(np.nan), "no layer-drop accuracies")]
+    two = accuracy.get(2, Estimate(np.nan)).value
+    return rows + [claim_row("C14", accuracy[0] - accuracy[1],
+                             f"dev accuracy all layers {accuracy[0].value:.3f}, top 1 dropped {accuracy[1].value:.3f}"
+                             f"{_ci(accuracy[1])}, top 2 dropped {two:.3f}", accuracy[0].value, accuracy[1].value)]
 
 
 def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
     """The claims C1-C14 (README "The four studies") for one model and task, from its tidy metric rows, layer-drop and
     training tables."""
-    def both(measure, representation="token", role=DEV_ROLE):
-        return tuple(per_layer(frame, measure, role, task, representation, tuned) for tuned in (False, True))
-
-    def changed(measure, role=DEV_ROLE):
-        return per_layer(frame, versus(measure), role, task, "token", True)
-
-    rows = []
-
-    before, after = map(_top, both("isotropy_raw"))
-    centred = list(map(_top, both("isotropy_centred")))
-    rows.append(_claim("C1", "isotropy", "fine-tuning does not necessarily raise isotropy",
-                       None if np.isnan(after) else after <= before,
-                       f"I(W) top layer {before:.3g} -> {after:.3g} (centred {centred[0]:.3g} -> {centred[1]:.3g})",
-                       before, after))
-    before, after = map(_top, both("top_pc_variance_ratio"))
-    pcs = list(map(_top, both("pcs_for_90pct_variance")))
-    rows.append(_claim("C2", "isotropy", "elongated directions multiply after fine-tuning",
-                       None if np.isnan(after) else after > before,
-                       f"top-PC variance share {before:.3f} -> {after:.3f}; PCs for 90% {pcs[0]:.0f} -> {pcs[1]:.0f}",
-                       before, after))
-    drops = []
-    for finetuned in (False, True):
-        plain = _top(per_layer(frame, "task_probe_accuracy", DEV_ROLE, task, "mean", finetuned))
-        removed = _top(per_layer(frame, "task_probe_accuracy_top_pcs_removed", DEV_ROLE, task, "mean", finetuned))
-        drops.append(plain - removed)
-    rows.append(_claim("C3", "isotropy", "after fine-tuning the dominant directions carry task knowledge",
-                       None if np.isnan(drops[1]) else drops[1] > max(drops[0], 0),
-                       f"probe accuracy lost when top PCs are removed: pre-trained {drops[0]:+.3f}, "
-                       f"fine-tuned {drops[1]:+.3f}", drops[0], drops[1]))
-    before, after = map(_top, both("frequency_pc1_abs_spearman"))
-    rows.append(_claim("C4", "isotropy", "frequency structure changes massively",
-                       None if np.isnan(after) else abs(after - before) >= THRESHOLDS["frequency_change"],
-                       f"|Spearman(frequency, PC1)| top layer {before:.2f} -> {after:.2f} "
-                       f"(threshold: change >= {THRESHOLDS['frequency_change']})", before, after))
-    before, after = map(_top, both("directprobe_min_distance_all", "cls"))
-    rows.append(_claim("C5", "DirectProbe", "label clusters move apart", None if np.isnan(after) else after > before,
-                       f"min inter-label cluster distance, top layer [CLS] {before:.3g} -> {after:.3g}", before, after))
-    before, after = map(_top, both("directprobe_n_clusters", "cls"))
-    labels = _top(per_layer(frame, "directprobe_n_labels", DEV_ROLE, task, "cls", False))
-    rows.append(_claim("C6", "DirectProbe", "the space becomes simpler for the task",
-                       None if np.isnan(after) else after <= before,
-                       f"clusters at the top layer {before:.1f} -> {after:.1f} for {labels:.0f} labels", before, after))
-    kept = changed("linear_cka")
-    rows.append(_claim("C7", "DirectProbe", "the original spatial structure is largely kept",
-                       None if kept.empty else kept.min() > THRESHOLDS["cka_kept"],
-                       f"min over layers of CKA(pre-trained, fine-tuned) on dev tokens {kept.min():.2f} "
-                       f"(threshold {THRESHOLDS['cka_kept']})", np.nan, kept.min()))
-    pos_before, pos_after = both("pos_probe_accuracy", "word", TAGGED)
-    fall = (pos_before - pos_after).max() if len(pos_after) else np.nan
-    rows.append(_claim("C8", "DirectProbe", "fine-tuning does not always help (some probe falls)",
-                       None if np.isnan(fall) else fall > THRESHOLDS["probe_drop"],
-                       f"largest POS-probe accuracy fall over layers {fall:+.3f} "
-                       f"(threshold {THRESHOLDS['probe_drop']})", np.nan, fall))
-    rsa = changed("rsa_spearman")
-    rows.append(_claim("C9", "Merchant", "change concentrates in the top layers",
-                       None if rsa.empty else rsa.iloc[0] - rsa.iloc[-1] > THRESHOLDS["rsa_depth_drop"],
-                       f"RSA (Spearman) pre-trained vs fine-tuned: layer 0 {rsa.iloc[0] if len(rsa) else np.nan:.2f}, "
-                       f"last layer {_top(rsa):.2f}", rsa.iloc[0] if len(rsa) else np.nan, _top(rsa)))
-    rows.append(_claim("C10", "Merchant", "no catastrophic forgetting of POS",
-                       None if np.isnan(fall) else fall < THRESHOLDS["forgetting"],
-                       f"largest POS-probe accuracy fall over layers {fall:+.3f} "
-                       f"(threshold {THRESHOLDS['forgetting']})", np.nan, fall))
-    in_domain, out_domain = _top(rsa), _top(changed("rsa_spearman", OUT_OF_DOMAIN))
-    rows.append(_claim("C11", "Merchant", "out-of-domain sentences change less",
-                       None if np.isnan(out_domain) else out_domain > in_domain,
-                       f"top-layer RSA: in-domain {in_domain:.2f}, out-of-domain {out_domain:.2f}",
-                       in_domain, out_domain))
-    trained = training[training["task"] == task]
-    full = trained[trained["freeze_layers"] == trained["freeze_layers"].min()]["dev_accuracy"].mean()
-    frozen = trained[trained["freeze_layers"] > trained["freeze_layers"].min()]
-    if frozen.empty:
-        rows.append(_claim("C12", "Merchant", "freezing the lower layers costs little", None,
-                           "no ablations.freeze_layers configured"))
-    else:
-        deepest = frozen[frozen["freeze_layers"] == frozen["freeze_layers"].max()]
-        cost = full - deepest["dev_accuracy"].mean()
-        rows.append(_claim("C12", "Merchant", "freezing the lower layers costs little",
-                           cost < THRESHOLDS["freeze_cost"],
-                           f"dev accuracy full {full:.3f} vs bottom {deepest['freeze_layers'].iloc[0]} frozen "
-                           f"{deepest['dev_accuracy'].mean():.3f} (threshold {THRESHOLDS['freeze_cost']})", full,
-                           deepest["dev_accuracy"].mean()))
-    before, after = both("block_diagonality_linear_cka")
-    before, after = (float(s.max()) if len(s) else np.nan for s in (before, after))
-    rows.append(_claim("C13", "Phang", "fine-tuned models show block-diagonal layer similarity",
-                       None if np.isnan(after) else after > before,
-                       f"block-diagonality of the token CKA matrix {before:.3f} -> {after:.3f}", before, after))
-    dropped = layerdrop[(layerdrop["task"] == task) & layerdrop["variant"].map(full_finetuning).astype(bool)]
-    accuracy = dropped.groupby("layers_dropped")["dev_accuracy"].mean()
-    cost = accuracy.get(0, np.nan) - accuracy.get(1, np.nan)
-    rows.append(_claim("C14", "Phang", "the top layers can be dropped without re-tuning",
-                       None if np.isnan(cost) else cost < THRESHOLDS["layer_drop_cost"],
-                       f"dev accuracy all layers {accuracy.get(0, np.nan):.3f}, top 1 dropped "
-                       f"{accuracy.get(1, np.nan):.3f}, top 2 dropped {accuracy.get(2, np.nan):.3f} "
-                       f"(threshold {THRESHOLDS['layer_drop_cost']})", accuracy.get(0, np.nan), accuracy.get(1, np.nan)))
-    return rows
+    return (isotropy_claims(frame, task) + directprobe_claims(frame, task) + merchant_claims(frame, training, task)
+            + phang_claims(frame, layerdrop, training, task))
 
 
 def claims_table(tables: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, baselines: pd.DataFrame,
                  learned_margin: float) -> pd.DataFrame:
-    """The claims table: one row per model, task and claim; C0 first, and when C0 fails every other verdict reads
-    NOT_LEARNED, since a model that did not learn its task says nothing about what fine-tuning does."""
+    """The claims table: one row per model, task and claim; C0 first, and when C0 does not hold every other verdict
+    reads NOT_LEARNED, since a model that did not learn its task says nothing about what fine-tuning does."""
     report_learning(training, baselines, learned_margin)
     rows = []
     for (model, task), _ in training.groupby(["model", "task"]):
@@ -226,20 +448,43 @@ def claims_table(tables: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.Dat
     return pd.DataFrame(rows)
 
 
+def _rst(text: str) -> str:
+    """Text with the characters rst reads as markup (|substitution|, *emphasis*, `literal`) escaped."""
+    return re.sub(r"([|*`\\])", r"\\\1", str(text))
+
+
+def _cell(row) -> str:
+    """A verdict in a few words with its number and 95% interval."""
+    verdict = "not measurable (C0)" if row.verdict == NOT_LEARNED else row.verdict.split(":")[0]
+    if not np.isfinite(row.number):
+        return verdict
+    bounds = f" [{row.ci_low:.3g}, {row.ci_high:.3g}]" if np.isfinite(row.ci_low) else ""
+    return f"{verdict}: {row.number:.3g}{bounds}"
+
+
 def verdict_summary(claims: pd.DataFrame) -> str:
-    """The claims as an rst table for the report's landing page: one row per claim, one column per model and task;
-    then each model and task's learning check (C0) in words."""
+    """The claims as an rst table for the report's landing page: one row per claim, one column per model and task,
+    each cell the verdict, the deciding number and its 95% interval; then each claim's threshold and its reason,
+    and each model and task's learning check (C0) in words."""
     columns = list(claims.groupby(["model", "task"], sort=False).groups)
-    lines = [".. list-table:: Verdicts (deciding numbers and thresholds: claims.csv)", "   :header-rows: 1", "",
-             "   * - claim"] + [f"     - {model} / {task}" for model, task in columns]
+    lines = [".. list-table:: Verdicts: deciding number [95% interval] (the numbers behind them: claims.csv)",
+             "   :header-rows: 1", "", "   * - claim", "     - threshold"]
+    lines += [f"     - {model} / {task}" for model, task in columns]
     for claim, rows in claims.groupby("claim", sort=False):
-        verdicts = rows.set_index(["model", "task"])["verdict"]
-        lines += [f"   * - {claim}: {rows['statement'].iloc[0]}"]
-        lines += [f"     - {verdicts.get((model, task), MISSING).replace(NOT_LEARNED, 'not measurable (C0)')}"
-                  for model, task in columns]
+        cells = {(row.model, row.task): _cell(row) for row in rows.itertuples()}
+        lines += [f"   * - {claim}: {rows['statement'].iloc[0]}", f"     - {rows['threshold'].iloc[0]}"]
+        lines += [f"     - {cells.get(column, MISSING)}" for column in columns]
+    lines += ["", "Why each threshold (from the paper's wording):", ""]
+    lines += [f"- {claim}: {rows['threshold'].iloc[0]}, {_rst(rows['reason'].iloc[0])}."
+              for claim, rows in claims.groupby("claim", sort=False)]
+    unmeasurable = claims[claims["verdict"].str.startswith(NOT_MEASURABLE) & (claims["verdict"] != NOT_LEARNED)]
+    if len(unmeasurable):
+        lines += ["", "Not measurable here:", ""]
+        lines += [f"- {row.claim}, {row.model} / {row.task}: {_rst(row.verdict.split(': ', 1)[1])}"
+                  for row in unmeasurable.itertuples()]
     learned = claims[claims["claim"] == "C0"]
     lines += ["", "Did each model learn its task (C0)?", ""]
-    lines += [f"- {row.model} / {row.task}: {row.verdict}; {row.deciding_number}" for row in learned.itertuples()]
+    lines += [f"- {row.model} / {row.task}: {row.verdict}; {_rst(row.deciding_number)}" for row in learned.itertuples()]
     return "\n".join(lines) + "\n"
 
 

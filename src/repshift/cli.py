@@ -22,6 +22,8 @@ def _steps():
         "extract": lambda a: activations.extract(a.model, a.probe, a.out, a.settings, a.threads, a.provenance),
         "metrics": lambda a: metrics.layer_metrics(a.activations[0], a.out, a.settings, a.provenance, a.weights),
         "compare": lambda a: metrics.compare_metrics(*a.activations, a.weights, a.out, a.settings, a.provenance),
+        "seed-floor": lambda a: metrics.seed_floor_metrics(*a.activations, a.pair_weights, a.out, a.settings,
+                                                           a.provenance),
         "figures": lambda a: figures.study_figures(
             tables.read_tables(a.tables), tables.read_tables(a.comparisons), tables.read_tables(a.layerdrop),
             claims.read_training(a.training), claims.read_baselines(a.baselines), a.dest, a.title),
@@ -44,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--probe")
     p.add_argument("--activations", nargs="*", default=[])
     p.add_argument("--weights", nargs="?", help="the fine-tuned model.safetensors the activations must come from")
+    p.add_argument("--pair-weights", nargs=2, help="seed-floor: the two fine-tuned model.safetensors compared")
     p.add_argument("--tables", nargs="*", default=[])
     p.add_argument("--comparisons", nargs="*", default=[])
     p.add_argument("--layerdrop", nargs="*", default=[])

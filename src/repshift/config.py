@@ -14,6 +14,7 @@ from .errors import UserError
 
 BASE = "base"
 DEV_ROLE, TAGGED, OUT_OF_DOMAIN = "dev", "tagged", "out_of_domain"
+PAIR = "-vs-s"
 SINGLE_ROLES = (TAGGED, OUT_OF_DOMAIN)
 RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0}
 HEAVY_RULES = ("finetune", "baseline", "extract")
@@ -160,6 +161,27 @@ def task_variants(config: dict, task: str, frozen: bool = True) -> list[Variant]
     """Every seed of a task, fully fine-tuned and (with `frozen`) with each configured frozen depth."""
     depths = [None] + (config["ablations"]["freeze_layers"] if frozen else [])
     return [Variant(task, seed, k) for k in depths for seed in config["seeds"]]
+
+
+def seed_pairs(config: dict, task: str) -> list[tuple[str, str]]:
+    """The fully fine-tuned variants of a task compared with each other for the seed floor: consecutive seeds."""
+    tuned = [v.name for v in task_variants(config, task, frozen=False)]
+    return list(zip(tuned, tuned[1:]))
+
+
+def pair_name(first: str, second: str) -> str:
+    """The name of a seed-floor pair, e.g. mr-s0-vs-s1 (the first variant, then the second one's seed)."""
+    return f"{first}{PAIR}{parse_variant(second).seed}"
+
+
+def is_seed_pair(variant: str) -> bool:
+    return PAIR in variant
+
+
+def pair_variants(pair: str) -> tuple[str, str]:
+    """The two fine-tuned variants a seed-floor pair name stands for (pair_name's inverse)."""
+    first, seed = pair.rsplit(PAIR, 1)
+    return first, Variant(parse_variant(first).task, int(seed)).name
 
 
 def variants(config: dict) -> list[str]:

@@ -222,9 +222,17 @@ def _stratified_sample(y: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picks))
 
 
+def label_spread(X: np.ndarray, y: np.ndarray) -> float:
+    """Mean over labels of the root-mean-square distance of a label's points to their centroid.
+    mean_l sqrt(mean_{i: y_i = l} ||x_i - mu_l||^2)."""
+    return float(np.mean([np.sqrt(((X[y == label] - X[y == label].mean(axis=0)) ** 2).sum(axis=1).mean())
+                          for label in np.unique(y)]))
+
+
 def directprobe(X: np.ndarray, y: np.ndarray, max_points: int | None = None, seed: int = 0) -> dict:
-    """Cluster count and min/mean max-margin distance between clusters of different labels, per label pair and all.
-    Over max_points rows, a seeded label-stratified sample of exactly max_points rows is probed (n_points says so)."""
+    """Cluster count and min/mean max-margin distance between clusters of different labels, per label pair and all,
+    with the within-label spread (label_spread) they can be compared with. Over max_points rows, a seeded
+    label-stratified sample of exactly max_points rows is probed (n_points and dimensions say how many of each)."""
     X, y = _check_labelled(X, y)
     if np.ptp(X, axis=0).max() == 0:
         raise ValueError("X is the same vector in every row (as the layer-0 [CLS] is): DirectProbe clusters are "
@@ -251,6 +259,8 @@ def directprobe(X: np.ndarray, y: np.ndarray, max_points: int | None = None, see
         "n_clusters": len(clusters),
         "n_labels": len(labels),
         "n_points": len(y),
+        "dimensions": X.shape[1],
+        "label_spread": label_spread(X, y),
         "min_distance": {key: float(np.min(values)) for key, values in by_pair.items()},
         "mean_distance": {key: float(np.mean(values)) for key, values in by_pair.items()},
         "min_distance_all": float(everything.min()),

@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .catalog import MEASURES, get, named, versus
-from .claims import full_finetuning
-from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, parse_variant
+from .catalog import MEASURES, get, named, seed_floor, versus
+from .claims import RSA, accuracy_estimate, full_finetuning, interval, rows_estimate, seed_estimate
+from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, is_seed_pair, parse_variant
 from .provenance import atomic_path
 
 COLOURS = {"pre-trained": "#4c72b0", "fine-tuned": "#dd8452", "frozen": "#55a868", "control": "#8c8c8c"}
@@ -24,6 +24,7 @@ EXTRA_STYLE = ("-.", "D", "#937860")
 ROLE_LABELS = {DEV_ROLE: "in-domain (dev)", OUT_OF_DOMAIN: "out-of-domain", TAGGED: "tagged"}
 BASELINE_STYLES = {"majority class": ("#222222", (0, (4, 2))), "frozen pre-trained probe": ("#4c72b0", (0, (1, 1.5)))}
 LAYER = "layer (0 = embeddings)"
+REPRESENTATIONS = {"token": "tokens", "cls": "[CLS]", "mean": "mean", "word": "words"}
 WIDTH = 9.5
 """Inches: the report shows figures about 900 px wide, so at 110 dpi 8 pt text stays readable."""
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
@@ -43,14 +44,28 @@ def save(fig, dest, name) -> None:
 
 
 def band(ax, frame: pd.DataFrame, label: str, colour: str, style: str = "-", marker: str = "o") -> None:
-    """Mean over seeds per layer as a line; the across-seed range as a band when there is more than one seed."""
+    """Mean over seeds per layer as a line, and its 95% interval (claims.rows_estimate: seeds resampled, and
+    sentences where the rows carry replicates): a band over seeds, or bars for one model's sentence intervals."""
     if frame.empty:
         return
-    stats = frame.groupby("layer")["value"].agg(["mean", "min", "max"]).reset_index()
-    ax.plot(stats["layer"], stats["mean"], ls=style, marker=marker, ms=3, color=colour, label=label)
+    layers = sorted(frame["layer"].unique())
+    means = frame.groupby("layer")["value"].mean().reindex(layers)
+    bounds = np.array([interval(rows_estimate(frame[frame["layer"] == layer])) for layer in layers])
+    ax.plot(layers, means, ls=style, marker=marker, ms=3, color=colour, label=label)
     if frame["seed"].nunique() > 1:
-        ax.fill_between(stats["layer"], stats["min"], stats["max"], color=colour, alpha=0.22, lw=0)
+        ax.fill_between(layers, bounds[:, 0], bounds[:, 1], color=colour, alpha=0.22, lw=0)
+    elif np.isfinite(bounds).any():
+        ax.errorbar(layers, means, yerr=[means - bounds[:, 0], bounds[:, 1] - means], fmt="none", ecolor=colour,
+                    capsize=2, lw=1)
     ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+def bars(ax, estimates, colours) -> None:
+    """One bar per estimate at its value, with its 95% interval as a whisker where it has one."""
+    values = np.array([e.value for e in estimates])
+    bounds = np.array([interval(e) for e in estimates]).reshape(-1, 2)
+    errors = np.nan_to_num(np.abs(np.vstack([values - bounds[:, 0], bounds[:, 1] - values])))
+    ax.bar(np.arange(len(values)), values, yerr=errors, color=colours, capsize=3, width=0.6)
 
 
 def undefined_layers(frame: pd.DataFrame) -> str:
@@ -85,9 +100,13 @@ def log_scale_if_spread(ax, decades: float = 2.0) -> None:
 
 
 def seeds_note(frame: pd.DataFrame) -> str:
-    """How the fine-tuned lines summarise seeds, for a legend title."""
-    n_seeds = frame.loc[frame["variant"] != "base", "seed"].nunique()
-    return f"fine-tuned lines: mean of {n_seeds} seeds, band = their range" if n_seeds > 1 else ""
+    """How the lines summarise seeds and sentences, for a legend title."""
+    n_seeds = frame.loc[frame["variant"].map(full_finetuning), "seed"].nunique()
+    seeds = f"fine-tuned lines: mean of {n_seeds} seeds, band = 95% interval (seeds resampled" if n_seeds > 1 else ""
+    if "replicates" in frame and frame["replicates"].notna().any():
+        return (f"{seeds}, and sentences where bars show a one-model interval); bars: 95% interval over resampled "
+                "sentences") if seeds else "bars: 95% interval over resampled sentences"
+    return f"{seeds})" if seeds else ""
 
 
 def legend_below(fig, *notes: str) -> None:
@@ -170,23 +189,34 @@ def directprobe_figure(tables, baselines, dev, dest, title):
                   "Min distance between label clusters")] + ([] if one_pair else [
                       ("directprobe_mean_distance_all", "Mean distance between label clusters")])
     count = constant(clusters)
-    fig, axes = panel_grid(1 + len(distances) + (count is None), 2, 2.9)
+    fig, axes = panel_grid(2 + len(distances) + (count is None), 2, 2.9)
     for ax, (measure, panel_title) in zip(axes, distances):
         pre_and_fine(ax, tables, measure, dev, "cls", panel_title, "max-margin width")
         log_scale_if_spread(ax)
     ax = axes[len(distances)]
+    keys = ["variant", "seed", "layer"]
+    raw, spread = (select(tables, m, dev, "cls").set_index(keys)["value"]
+                   for m in ("directprobe_min_distance_all", "directprobe_label_spread"))
+    relative = (raw / spread).rename("value").reset_index()
+    band(ax, relative[relative["variant"] == "base"], "pre-trained", COLOURS["pre-trained"])
+    band(ax, relative[relative["variant"].map(full_finetuning)], "fine-tuned", COLOURS["fine-tuned"])
+    ax.set(title="Min distance / within-label spread (C5)", xlabel=LAYER, ylabel="relative distance")
+    ax = axes[len(distances) + 1]
     pre_and_fine(ax, tables, "task_probe_accuracy", dev, "cls", "Linear probe on [CLS]", "held-out accuracy")
     baseline_lines(ax, baselines, frozen=False)
     if count is None:
-        ax = axes[len(distances) + 1]
+        ax = axes[len(distances) + 2]
         pre_and_fine(ax, tables, "directprobe_n_clusters", dev, "cls", "DirectProbe clusters", "clusters")
         if not labels.empty:
             ax.axhline(labels["value"].dropna().iloc[0], color="black", lw=0.8, ls=":", label="number of labels")
     notes = []
     if count is not None:
+        points, dims = (constant(select(tables, m, dev, "cls")) for m in ("directprobe_n_points",
+                                                                           "directprobe_dimensions"))
+        sizes = f"{points:.0f} points in {dims:.0f} dimensions: " if points and dims else ""
         notes.append(f"DirectProbe finds {count:.0f} clusters for {labels['value'].dropna().max():.0f} labels at every "
-                     "layer, pre-trained and fine-tuned (a few hundred points in this many dimensions are always "
-                     "linearly separable), so the count is not drawn.")
+                     f"layer, pre-trained and fine-tuned ({sizes}at n <= 2(d + 1) any labelling is linearly "
+                     "separable), so the count is not drawn.")
     if one_pair:
         notes.append("With two labels the min and the mean distance are the same pair's.")
     legend_below(fig, seeds_note(tables), *notes)
@@ -213,14 +243,14 @@ def probing_figure(tables, training, baselines, dest, title):
     pre_and_fine(axes[2], tables, "task_probe_accuracy", dev, "mean", "Task probe (mean vectors)",
                  "held-out accuracy")
     baseline_lines(axes[2], baselines, frozen=False)
-    grouped = training.groupby("freeze_layers")["dev_accuracy"]
+    grouped = training.groupby("freeze_layers")
+    accuracy = [accuracy_estimate(part["dev_accuracy"], part["n_dev"]) for _, part in grouped]
     positions = np.arange(grouped.ngroups)
-    axes[3].bar(positions, grouped.mean(), yerr=[grouped.mean() - grouped.min(), grouped.max() - grouped.mean()],
-                color=[COLOURS["fine-tuned"]] + [COLOURS["frozen"]] * (grouped.ngroups - 1), capsize=3, width=0.6)
+    bars(axes[3], accuracy, [COLOURS["fine-tuned"]] + [COLOURS["frozen"]] * (grouped.ngroups - 1))
     baseline_lines(axes[3], baselines)
-    axes[3].set(xticks=positions, xticklabels=[f"{k}" for k in grouped.mean().index], ylim=(0, 1),
+    axes[3].set(xticks=positions, xticklabels=[f"{k}" for k, _ in grouped], ylim=(0, 1),
                 title="Fine-tuned dev accuracy by frozen layers", xlabel="bottom layers frozen",
-                ylabel="dev accuracy (whisker: seed range)")
+                ylabel="dev accuracy (whisker: 95% interval)")
     legend_below(fig, seeds_note(tables))
     fig.suptitle(f"{title}: probing and partial freezing (Merchant et al. 2020)")
     save(fig, dest, "probing")
@@ -234,17 +264,30 @@ def probe_lines(frame: pd.DataFrame):
         yield probe, label, ROLE_STYLES.get(role, EXTRA_STYLE)
 
 
+def floor_lines(ax, comparisons: pd.DataFrame, measure: str) -> None:
+    """The seed floor of `measure` (the same measure between two fine-tuning seeds), one grey line per probe set."""
+    floors = comparisons[comparisons["variant"].map(is_seed_pair)]
+    if not (floors["measure"] == seed_floor(measure)).any():
+        return
+    for probe, label, (style, marker, _) in probe_lines(floors):
+        band(ax, select(floors, seed_floor(measure), probe, "token"), f"seed floor: seed vs seed, {label}",
+             COLOURS["control"], style, marker)
+
+
 def rsa_figure(comparisons, dest, title):
     fig, axes = panel_grid(3, 3, 3.0)
     full = comparisons[comparisons["variant"].map(full_finetuning)]
     for probe, label, (style, marker, colour) in probe_lines(full):
-        band(axes[0], select(full, versus("rsa_spearman"), probe, "token"), label, colour, style, marker)
+        band(axes[0], select(full, versus(RSA), probe, "token"), label, colour, style, marker)
         band(axes[1], select(full, versus("linear_cka"), probe, "token"), label, colour, style, marker)
+    floor_lines(axes[0], comparisons, RSA)
+    floor_lines(axes[1], comparisons, "linear_cka")
     band(axes[1], select(full, versus("linear_cka_permuted"), None, "token"),
          "permutation baseline (rows shuffled)", COLOURS["control"], (0, (1, 1)), "x")
-    axes[0].set(title="RSA (Spearman), pre-trained vs fine-tuned", xlabel=LAYER, ylabel="Spearman rho")
+    axes[0].set(title=f"{get(RSA).label}, pre-trained vs fine-tuned", xlabel=LAYER, ylabel=get(RSA).unit)
     axes[1].set(title="Linear CKA, pre-trained vs fine-tuned", xlabel=LAYER, ylabel="CKA")
-    in_domain = comparisons[comparisons["probe_role"] == DEV_ROLE]
+    tuned = comparisons[~comparisons["variant"].map(is_seed_pair)]
+    in_domain = tuned[tuned["probe_role"] == DEV_ROLE]
     for variant_freeze, part in in_domain.groupby(in_domain["variant"].map(lambda v: parse_variant(v).freeze or 0)):
         colour = COLOURS["fine-tuned"] if variant_freeze == 0 else COLOURS["frozen"]
         band(axes[2], select(part, versus("linear_cka"), None, "token"),
@@ -254,7 +297,7 @@ def rsa_figure(comparisons, dest, title):
     for ax in axes[:3]:
         ax.set_ylim(-0.05, 1.05)
     legend_below(fig, seeds_note(comparisons))
-    fig.suptitle(f"{title}: what changed, in and out of domain (Merchant et al. 2020)")
+    fig.suptitle(f"{title}: what changed beyond seed noise, in and out of domain (Merchant et al. 2020)")
     save(fig, dest, "rsa")
 
 
@@ -282,17 +325,21 @@ def cka_figure(tables, layerdrop, baselines, dev, dest, title):
         ax.set_title(f"{label}: linear CKA, {dev} tokens")
     fig.colorbar(image, ax=[axes[0], axes[1]], shrink=0.85, label="linear CKA")
     scores = []
-    for measure in (m for m in MEASURES if m.figure == "cka"):
-        part = select(tables, measure.name, dev, "token")
-        for label, chosen in (("pre-trained", part["variant"] == "base"),
-                              ("fine-tuned", part["variant"].map(full_finetuning))):
-            scores.append((f"{measure.inputs[0].replace('_cka', '')}\n{label}", part[chosen]["value"],
-                           COLOURS[label]))
-    axes[2].bar(range(len(scores)), [s.mean() for _, s, _ in scores], color=[c for _, _, c in scores],
-                yerr=[[s.mean() - s.min() for _, s, _ in scores], [s.max() - s.mean() for _, s, _ in scores]],
-                capsize=3, width=0.6)
+    for measure in present(tables, (m for m in MEASURES if m.figure == "cka")):
+        for representation in measure.representations:
+            part = select(tables, measure.name, dev, representation)
+            for label, chosen in (("pre-trained", part["variant"] == "base"),
+                                  ("fine-tuned", part["variant"].map(full_finetuning))):
+                if chosen.any():
+                    scores.append((f"{measure.inputs[0].replace('_cka', '')} {REPRESENTATIONS[representation]}"
+                                   f"\n{label}", seed_estimate(part.loc[chosen, "value"]), COLOURS[label]))
+    if scores:
+        bars(axes[2], [s for _, s, _ in scores], [c for _, _, c in scores])
+    else:
+        axes[2].text(0.5, 0.5, "undefined: fewer than 4 layers\n(two blocks of at least 2)", ha="center",
+                     va="center", transform=axes[2].transAxes)
     axes[2].set(xticks=range(len(scores)), xticklabels=[n for n, _, _ in scores], ylabel="within - between blocks",
-                title="Block-diagonality of the CKA matrix (whisker: seed range)")
+                title="Block-diagonality, blocks of 2+ layers (whisker: 95% interval over seeds)")
     full = layerdrop[layerdrop["variant"].map(full_finetuning)]
     band(axes[3], full.rename(columns={"layers_dropped": "layer", "dev_accuracy": "value"}),
          "fine-tuned, top layers dropped", COLOURS["fine-tuned"])
@@ -313,6 +360,8 @@ def similarity_figure(comparisons, dest, title):
         part = select(full, versus(measure.name), None, "token")
         for probe, label, (style, marker, colour) in probe_lines(full):
             band(ax, part[part["probe"] == probe], label, colour, style, marker)
+        if measure.seed_floor:
+            floor_lines(ax, comparisons, measure.name)
         reading = "1" if measure.kind == "similarity" else "0"
         ax.set(title=f"{measure.label} ({reading} = unchanged)", xlabel=LAYER + undefined_layers(part),
                ylabel=measure.unit)

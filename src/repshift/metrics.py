@@ -8,12 +8,14 @@ import pandas as pd
 
 from . import catalog, probing
 from .activations import Activations
+from .config import TAGGED
 from .errors import UserError
 from .provenance import file_sha256
 from .tables import write_csv
+from .uncertainty import percentile_interval, sentence_resamples
 
 COLUMNS = ["model", "variant", "task", "seed", "probe", "probe_role", "representation", "layer", "layer_b", "measure",
-           "value", "model_id", "weights_sha256", "code_version"]
+           "value", "ci_low", "ci_high", "n_boot", "replicates", "model_id", "weights_sha256", "code_version"]
 FREQUENCY_BINS = 5
 
 
@@ -122,6 +124,34 @@ def _value(name: str, where: str, compute):
     return value
 
 
+def interval_layers(n_layers: int, shared: dict) -> set[int]:
+    """The layers whose bootstrap measures get an interval: with metrics.interval_layers "claims", the middle and
+    the top layer of the probe sets the claims read them on (not the tagged set); with "all", every layer."""
+    if shared.get("interval_layers") == "all":
+        return set(range(n_layers))
+    return set() if shared.get("probe_role") == TAGGED else {n_layers // 2, n_layers - 1}
+
+
+def _estimate(measure, layer: int, n_layers: int, where: str, compute, arrays: tuple, groups: np.ndarray,
+              shared: dict):
+    """compute(*arrays), and for a measure with `bootstrap` at an interval layer its 95% percentile interval over
+    metrics.n_boot resamples of the sentences in `groups` (the same draws for every model on these rows)."""
+    value = _value(measure.name, where, lambda: compute(*arrays))
+    n_boot = shared.get("n_boot", 0)
+    if (not measure.bootstrap or not n_boot or layer not in interval_layers(n_layers, shared)
+            or not np.isfinite(value)):
+        return value
+    replicates = []
+    for rows in sentence_resamples(groups, n_boot, shared["seed"]):
+        try:
+            replicates.append(float(compute(*(a[rows] for a in arrays))))
+        except ValueError:
+            replicates.append(np.nan)
+    low, high = percentile_interval(replicates)
+    return {"value": value, "ci_low": low, "ci_high": high, "n_boot": n_boot,
+            "replicates": " ".join(f"{r:.6g}" for r in replicates)}
+
+
 def _logged_matrix(name: str, representation: str, matrix: np.ndarray) -> np.ndarray:
     for a, b in np.argwhere(~np.isfinite(matrix) & np.triu(np.ones(matrix.shape, dtype=bool))):
         log(f"{name} {representation} layers {a}, {b}: undefined, recorded as NaN (a representation without variance)")
@@ -157,9 +187,10 @@ def _pair_matrix(measure, settings: dict, shared: dict, view: View, representati
     return matrix
 
 
-def _per_layer(name, representation, values, **extra) -> list[dict]:
-    return [{"representation": representation, "layer": layer, "measure": name, "value": float(v), **extra}
-            for layer, v in enumerate(values)]
+def _per_layer(name, representation, values) -> list[dict]:
+    """Tidy rows of per-layer values, each a number or an estimate with its interval (_estimate)."""
+    return [{"representation": representation, "layer": layer, "measure": name,
+             **(v if isinstance(v, dict) else {"value": float(v)})} for layer, v in enumerate(values)]
 
 
 def _labelled(measure, compute, view: View, settings: dict, shared: dict, representation: str) -> list[dict]:
@@ -168,8 +199,8 @@ def _labelled(measure, compute, view: View, settings: dict, shared: dict, repres
         log(f"{measure.name} {representation}: not measured, this probe set has no {measure.target} per row")
         return []
     rows = view.sample(settings.get("max_rows"), shared["seed"])
-    results = [_value(measure.name, f"{representation} layer {layer}", lambda x=x: compute(x[rows], y[rows],
-                                                                                            view.groups[rows]))
+    results = [_estimate(measure, layer, len(view.layers), f"{representation} layer {layer}", compute,
+                         (x[rows], y[rows], view.groups[rows]), view.groups[rows], shared)
                for layer, x in enumerate(view.layers)]
     if not measure.outputs:
         return _per_layer(measure.name, representation, results)
@@ -190,10 +221,10 @@ def walk_layers(get_view, chosen: dict, shared: dict) -> list[dict]:
                 log(f"{measure.name} {representation}: not measured, this probe set has no {representation} rows")
                 continue
             if measure.takes == "layer":
-                compute = measure.bind(settings, shared)
+                compute, sample = measure.bind(settings, shared), view.sample(settings.get("max_rows"), shared["seed"])
                 rows += _per_layer(measure.name, representation, [
-                    _value(measure.name, f"{representation} layer {layer}", lambda x=x: compute(x))
-                    for layer, x in enumerate(view.layers)])
+                    _estimate(measure, layer, len(view.layers), f"{representation} layer {layer}", compute,
+                              (x[sample],), view.groups[sample], shared) for layer, x in enumerate(view.layers)])
             elif measure.takes == "labelled":
                 rows += _labelled(measure, measure.bind(settings, shared), view, settings, shared, representation)
             elif measure.takes == "pair":
@@ -216,9 +247,10 @@ def _matrix_rows(measure, matrix, representation: str) -> list[dict]:
     """A score of a layer x layer matrix over its defined layers, recorded at the layer it names."""
     if matrix is None:
         return []
-    finite = np.isfinite(matrix).all(axis=0)
-    if finite.sum() < 3:
-        log(f"{measure.name} {representation}: undefined, fewer than 3 layers with defined values")
+    finite = np.isfinite(np.diag(matrix))
+    if finite.sum() < 4 or not np.isfinite(matrix[np.ix_(finite, finite)]).all():
+        log(f"{measure.name} {representation}: undefined, fewer than 4 layers with defined values (two blocks of 2) "
+            "or an undefined pair among them")
         return []
     score, split = measure.function(matrix[np.ix_(finite, finite)])
     return [{"representation": representation, "layer": int(np.flatnonzero(finite)[0]) + split,
@@ -227,8 +259,8 @@ def _matrix_rows(measure, matrix, representation: str) -> list[dict]:
 
 def _frame(rows: list[dict], act: Activations, identity: dict) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
-    for key, value in identity.items():
-        frame[key] = value
+    for key in set(identity) & set(COLUMNS):
+        frame[key] = identity[key]
     frame["model_id"] = act.provenance["model_id"]
     frame["weights_sha256"] = act.provenance["weights_sha256"][:16]
     return frame.reindex(columns=COLUMNS)
@@ -252,31 +284,66 @@ def layer_metrics(activation_file, out, settings: dict, identity: dict, weights=
     """Every chosen measure of one activation file (settings: the config's `metrics` and resolved `measures`)."""
     with Activations(activation_file, expect=expected_provenance(identity, weights)) as act:
         _describe(act, settings)
-        rows = walk_layers(views(act, settings["metrics"]), settings["measures"], settings["metrics"])
+        shared = {**settings["metrics"], "probe_role": identity.get("probe_role")}
+        rows = walk_layers(views(act, shared), settings["measures"], shared)
         write_csv(_frame(rows, act, identity), out)
         log(f"wrote {len(rows)} values to {out}")
 
 
 def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: View,
-            representation: str) -> list[float]:
-    """Per layer, a pair measure between the pre-trained and the fine-tuned model on the same rows."""
+            representation: str) -> list:
+    """Per layer, a pair measure between two models (pre-trained and fine-tuned, or two seeds) on the same rows;
+    with `bootstrap`, an interval from the same rows' sentences (the seeded sample when the value streams them all)."""
+    rows = base_view.sample(settings.get("max_rows"), shared["seed"])
     if measure.stream and settings.get("all_tokens") and base_view.stream is not None:
         streams = [measure.bind_stream(settings, shared)() for _ in base_view.layers]
         for a, b in zip(base_view.stream(), tuned_view.stream()):
             for stream, x, y in zip(streams, a, b):
                 stream.add([x, y])
-        return [_value(measure.name, f"{representation} layer {layer}", lambda s=s: s.matrix()[0, 1])
-                for layer, s in enumerate(streams)]
-    rows = base_view.sample(settings.get("max_rows"), shared["seed"])
-    pairs = [(x[rows], y[rows]) for x, y in zip(base_view.layers, tuned_view.layers)]
+        values = [_value(measure.name, f"{representation} layer {layer}", lambda s=s: s.matrix()[0, 1])
+                  for layer, s in enumerate(streams)]
+        if not measure.bootstrap:
+            return values
+        compute = measure.bind(settings, shared)
+        return [_with_value(_estimate(measure, layer, len(values), f"{representation} layer {layer}", compute,
+                                      (x[rows], y[rows]), base_view.groups[rows], shared), value)
+                for layer, (x, y, value) in enumerate(zip(base_view.layers, tuned_view.layers, values))]
     if measure.all_pairs:
         compute = lambda x, y: measure.bind_all_pairs(settings, shared)([x, y])[0, 1]  # noqa: E731
     elif measure.stream:
         compute = lambda x, y: _stream_matrix(measure.bind_stream(settings, shared), [[x, y]])[0, 1]  # noqa: E731
     else:
         compute = measure.bind(settings, shared)
-    return [_value(measure.name, f"{representation} layer {layer}", lambda x=x, y=y: compute(x, y))
-            for layer, (x, y) in enumerate(pairs)]
+    return [_estimate(measure, layer, len(base_view.layers), f"{representation} layer {layer}", compute,
+                      (x[rows], y[rows]), base_view.groups[rows], shared)
+            for layer, (x, y) in enumerate(zip(base_view.layers, tuned_view.layers))]
+
+
+def _with_value(estimate, value: float):
+    """A bootstrap estimate whose value is replaced by `value` (computed on more rows than were resampled)."""
+    return {**estimate, "value": value} if isinstance(estimate, dict) else value
+
+
+def _pair_table(first: Activations, second: Activations, out, settings: dict, identity: dict, wanted, name) -> None:
+    """Per layer, every chosen pair measure that `wanted(measure)` accepts between two activation files of the
+    same rows, written as tidy rows named name(measure)."""
+    if not np.array_equal(first.token_meta("piece_id"), second.token_meta("piece_id")):
+        raise UserError(f"{first.path} and {second.path} hold different tokens; re-extract both")
+    _describe(second, settings)
+    shared = {**settings["metrics"], "probe_role": identity.get("probe_role")}
+    first_views, second_views = views(first, shared), views(second, shared)
+    rows = []
+    for measure in catalog.MEASURES:
+        if measure.name not in settings["measures"] or not wanted(measure):
+            continue
+        started = time.perf_counter()
+        for representation in measure.representations:
+            values = _versus(measure, settings["measures"][measure.name], shared, first_views(representation),
+                             second_views(representation), representation)
+            rows += _per_layer(name(measure.name), representation, values)
+        log(f"{measure.name}: {time.perf_counter() - started:.1f} s")
+    write_csv(_frame(rows, second, identity), out)
+    log(f"wrote {len(rows)} values to {out}")
 
 
 def compare_metrics(base_file, finetuned_file, weights, out, settings: dict, identity: dict) -> None:
@@ -284,20 +351,15 @@ def compare_metrics(base_file, finetuned_file, weights, out, settings: dict, ide
     with (Activations(base_file, expect=expected_provenance({**identity, "variant": "base"})) as base,
           Activations(finetuned_file, expect={**expected_provenance(identity, weights), "n_layers": base.n_layers})
           as tuned):
-        if not np.array_equal(base.token_meta("piece_id"), tuned.token_meta("piece_id")):
-            raise UserError(f"{base_file} and {finetuned_file} hold different tokens; re-extract both")
-        _describe(tuned, settings)
-        shared = settings["metrics"]
-        base_views, tuned_views = views(base, shared), views(tuned, shared)
-        rows = []
-        for measure in catalog.MEASURES:
-            if measure.name not in settings["measures"] or not measure.base_vs_finetuned:
-                continue
-            started = time.perf_counter()
-            for representation in measure.representations:
-                values = _versus(measure, settings["measures"][measure.name], shared, base_views(representation),
-                                 tuned_views(representation), representation)
-                rows += _per_layer(catalog.versus(measure.name), representation, values)
-            log(f"{measure.name}: {time.perf_counter() - started:.1f} s")
-        write_csv(_frame(rows, tuned, identity), out)
-        log(f"wrote {len(rows)} values to {out}")
+        _pair_table(base, tuned, out, settings, identity, lambda m: m.base_vs_finetuned, catalog.versus)
+
+
+def seed_floor_metrics(first_file, second_file, weights: list, out, settings: dict, identity: dict) -> None:
+    """Per layer, every chosen `seed_floor` pair measure between two fine-tuning seeds of one variant (identity's
+    `pair` names them; its variant names the pair): how much the representations differ when only the seed does."""
+    first_variant, second_variant = identity["pair"]
+    with (Activations(first_file, expect=expected_provenance({**identity, "variant": first_variant}, weights[0]))
+          as first,
+          Activations(second_file, expect={**expected_provenance({**identity, "variant": second_variant}, weights[1]),
+                                           "n_layers": first.n_layers}) as second):
+        _pair_table(first, second, out, settings, identity, lambda m: m.seed_floor, catalog.seed_floor)

@@ -245,30 +245,32 @@ def cka_permutation_baseline(
     )
 
 
-def block_diagonality(M: np.ndarray) -> tuple[float, int]:
-    """Best contiguous two-block split of a square layer-by-layer similarity matrix M (L x L, L >= 3).
+def block_diagonality(M: np.ndarray, min_block: int = 2) -> tuple[float, int]:
+    """Best contiguous two-block split of a square layer-by-layer similarity matrix M (L x L, L >= 2 min_block).
 
-    score = max over k in 1..L-1 of mean{M_ij : i != j in the same block} - mean{M_ij : i, j in different blocks},
-    blocks [0, k) and [k, L); returns (score, k), the smallest k on ties.
+    score = max over k in min_block..L-min_block of mean{M_ij : i != j in the same block}
+    - mean{M_ij : i, j in different blocks}, blocks [0, k) and [k, L); returns (score, k), the smallest k on ties.
 
-    The within-block mean pools both blocks' off-diagonal entries (a one-layer block adds none).
-    Any similarity that decays with layer distance scores above 0, so compare scores (e.g. before vs
-    after fine-tuning) rather than reading one against 0; a matrix with equal off-diagonal entries scores 0.
+    Each block holds at least min_block layers (Phang et al.'s blocks are groups of layers: a single outlier layer
+    is not a block). Any similarity that decays with layer distance scores above 0, so compare scores (e.g.
+    before vs after fine-tuning) rather than reading one against 0; equal off-diagonal entries score 0.
     """
     M = np.asarray(M, dtype=np.float64)
-    if M.ndim != 2 or M.shape[0] != M.shape[1] or M.shape[0] < 3:
-        raise ValueError(f"block_diagonality needs a square matrix of at least 3 x 3, got shape {M.shape}.")
+    if M.ndim != 2 or M.shape[0] != M.shape[1] or M.shape[0] < 2 * min_block or min_block < 1:
+        raise ValueError(f"block_diagonality needs a square matrix of at least {2 * min_block} x {2 * min_block} "
+                         f"(two blocks of {min_block} layers), got shape {M.shape}.")
     if not np.isfinite(M).all():
         raise ValueError("The similarity matrix must contain only finite values.")
     n_layers = M.shape[0]
     off_diagonal = ~np.eye(n_layers, dtype=bool)
+    splits = range(min_block, n_layers - min_block + 1)
     scores = []
-    for k in range(1, n_layers):
+    for k in splits:
         first = np.arange(n_layers) < k
         same = first[:, None] == first[None, :]
         scores.append(M[same & off_diagonal].mean() - M[~same].mean())
     best = int(np.argmax(scores))
-    return float(scores[best]), best + 1
+    return float(scores[best]), splits[best]
 
 
 def _cosine_similarities(X: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ def alternatives(names):
 
 
 FINETUNED = f"(?:{alternatives(TASKS)})(?:-f\\d+)?-s\\d+"
+SEED_PAIR = f"(?:{alternatives(TASKS)})-s\\d+{re.escape(rc.PAIR)}\\d+"
 FIGURES = ["isotropy", "directprobe", "probing", "rsa", "cka", "similarity"]
 
 
@@ -33,6 +34,7 @@ wildcard_constraints:
     task=alternatives(TASKS),
     variant=f"base|{FINETUNED}",
     finetuned=FINETUNED,
+    pair=SEED_PAIR,
     probe=alternatives([rc.dev_probe(t) for t in TASKS] + list(PROBES)),
     figure=alternatives(FIGURES),
 
@@ -111,13 +113,32 @@ def comparison_tables(model, variants):
     return [f"results/compare/{model}/{v}/{p}.csv" for v in variants for p in rc.probe_sets(config, v)]
 
 
+def floor_tables(model, task):
+    pairs = [rc.pair_name(*pair) for pair in rc.seed_pairs(config, task)]
+    return [f"results/floor/{model}/{p}/{probe}.csv" for p in pairs
+            for probe in rc.probe_sets(config, rc.pair_variants(p)[0])]
+
+
+def pair_inputs(wildcards):
+    variants = rc.pair_variants(wildcards.pair)
+    return {"activations": [f"results/activations/{wildcards.model}/{v}/{wildcards.probe}.h5" for v in variants],
+            "weights": [w for v in variants for w in finetuned_weights(wildcards.model, v)]}
+
+
+def pair_provenance(wildcards):
+    variants = rc.pair_variants(wildcards.pair)
+    return provenance("metrics", model=wildcards.model, variant=wildcards.pair, task=rc.parse_variant(variants[0]).task,
+                      seed="", probe=wildcards.probe, probe_role=rc.probe_role(config, wildcards.probe),
+                      pair=list(variants))
+
+
 def task_inputs(model, task):
     """Every table the figures of one model and task read."""
     variants = [v.name for v in rc.task_variants(config, task)]
     return {
         "tables": [t for t in metric_tables(model, ["base"]) if Path(t).stem in rc.probe_sets(config, variants[0])]
         + metric_tables(model, variants),
-        "comparisons": comparison_tables(model, variants),
+        "comparisons": comparison_tables(model, variants) + floor_tables(model, task),
         "layerdrop": [f"results/layerdrop/{model}/{v}.csv" for v in variants],
         "training": [f"{finetuned_dir(model, v)}/train_metrics.json" for v in variants],
         "baselines": [f"results/baselines/{model}/{task}.json"],

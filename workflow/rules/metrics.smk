@@ -41,3 +41,22 @@ rule compare:
         "{REPSHIFT} compare --activations {input.base:q} {input.finetuned:q} --weights {input.weights:q}"
         " --out {output:q}"
         " --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"
+
+
+rule seed_floor:
+    input:
+        unpack(pair_inputs),
+    output:
+        "results/floor/{model}/{pair}/{probe}.csv",
+    params:
+        settings=as_json(rc.metric_settings(config)),
+        provenance=pair_provenance,
+    threads: res("seed_floor", "threads")
+    resources:
+        mem_mb=res("seed_floor", "mem_mb"),
+        runtime=res("seed_floor", "runtime"),
+    log:
+        "logs/floor/{model}/{pair}/{probe}.log",
+    shell:
+        "{REPSHIFT} seed-floor --activations {input.activations:q} --pair-weights {input.weights:q}"
+        " --out {output:q} --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"
