@@ -453,7 +453,7 @@ def _rst(text: str) -> str:
     return re.sub(r"([|*`\\])", r"\\\1", str(text))
 
 
-def _cell(row) -> str:
+def verdict_cell(row) -> str:
     """A verdict in a few words with its number and 95% interval."""
     verdict = "not measurable (C0)" if row.verdict == NOT_LEARNED else row.verdict.split(":")[0]
     if not np.isfinite(row.number):
@@ -471,7 +471,7 @@ def verdict_summary(claims: pd.DataFrame) -> str:
              "   :header-rows: 1", "", "   * - claim", "     - threshold"]
     lines += [f"     - {model} / {task}" for model, task in columns]
     for claim, rows in claims.groupby("claim", sort=False):
-        cells = {(row.model, row.task): _cell(row) for row in rows.itertuples()}
+        cells = {(row.model, row.task): verdict_cell(row) for row in rows.itertuples()}
         lines += [f"   * - {claim}: {rows['statement'].iloc[0]}", f"     - {rows['threshold'].iloc[0]}"]
         lines += [f"     - {cells.get(column, MISSING)}" for column in columns]
     lines += ["", "Why each threshold (from the paper's wording):", ""]

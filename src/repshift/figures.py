@@ -45,7 +45,8 @@ def save(fig, dest, name) -> None:
 
 def band(ax, frame: pd.DataFrame, label: str, colour: str, style: str = "-", marker: str = "o") -> None:
     """Mean over seeds per layer as a line, and its 95% interval (claims.rows_estimate: seeds resampled, and
-    sentences where the rows carry replicates): a band over seeds, or bars for one model's sentence intervals."""
+    sentences where the rows carry replicates): a band over seeds, or a vertical bar for one model's sentence
+    interval (a percentile interval need not contain its point estimate, so it is drawn from its own ends)."""
     if frame.empty:
         return
     layers = sorted(frame["layer"].unique())
@@ -55,8 +56,7 @@ def band(ax, frame: pd.DataFrame, label: str, colour: str, style: str = "-", mar
     if frame["seed"].nunique() > 1:
         ax.fill_between(layers, bounds[:, 0], bounds[:, 1], color=colour, alpha=0.22, lw=0)
     elif np.isfinite(bounds).any():
-        ax.errorbar(layers, means, yerr=[means - bounds[:, 0], bounds[:, 1] - means], fmt="none", ecolor=colour,
-                    capsize=2, lw=1)
+        ax.vlines(layers, bounds[:, 0], bounds[:, 1], color=colour, lw=1.5)
     ax.xaxis.get_major_locator().set_params(integer=True)
 
 
@@ -64,8 +64,8 @@ def bars(ax, estimates, colours) -> None:
     """One bar per estimate at its value, with its 95% interval as a whisker where it has one."""
     values = np.array([e.value for e in estimates])
     bounds = np.array([interval(e) for e in estimates]).reshape(-1, 2)
-    errors = np.nan_to_num(np.abs(np.vstack([values - bounds[:, 0], bounds[:, 1] - values])))
-    ax.bar(np.arange(len(values)), values, yerr=errors, color=colours, capsize=3, width=0.6)
+    ax.bar(np.arange(len(values)), values, color=colours, width=0.6)
+    ax.vlines(np.arange(len(values)), bounds[:, 0], bounds[:, 1], color="black", lw=1.5)
 
 
 def undefined_layers(frame: pd.DataFrame) -> str:

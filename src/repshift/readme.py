@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .catalog import MEASURES, VERSUS, versus
-from .claims import full_finetuning, read_baselines, read_training
-from .config import DEV_ROLE, OUT_OF_DOMAIN
+from .catalog import MEASURES, SEED_FLOOR, VERSUS, seed_floor, versus
+from .claims import full_finetuning, read_baselines, read_training, verdict_cell
+from .config import DEV_ROLE, OUT_OF_DOMAIN, is_seed_pair
 from .errors import UserError
 from .provenance import write_json
 from .tables import read_tables, write_csv
@@ -62,13 +62,25 @@ def snapshot(root: Path, dest: Path) -> None:
     write_csv(training.merge(baselines, on=["model", "task"], how="left").sort_values(["model", "task", "variant"]),
               dest / "learning.csv")
     table = read_tables([results / "tables/metrics.csv"])
-    compared = {versus(m.name) for m in MEASURES if m.base_vs_finetuned}
-    top = table[(table["representation"] == "token") & table["layer_b"].isna() & table["measure"].isin(compared)
-                & table["variant"].map(full_finetuning).astype(bool)
+    top = table[(table["representation"] == "token") & table["layer_b"].isna()
+                & table["measure"].isin(compared_names())
+                & table["variant"].map(lambda v: full_finetuning(v) or is_seed_pair(v)).astype(bool)
                 & table["probe_role"].isin([DEV_ROLE, OUT_OF_DOMAIN])]
     top = top[top["layer"] == top.groupby("model")["layer"].transform("max")]
     write_csv(top.groupby(["model", "task", "probe_role", "measure"])["value"].mean().reset_index(),
               dest / "top_layer.csv")
+
+
+def compared_names() -> list[str]:
+    """Every pair measure's name pre-trained vs fine-tuned, each followed by its seed floor where it has one."""
+    return [name for m in MEASURES if m.base_vs_finetuned
+            for name in [versus(m.name)] + ([seed_floor(m.name)] if m.seed_floor else [])]
+
+
+def label(name: str) -> str:
+    """How the README's similarity table names a measure of the tables."""
+    return (f"`{name.removesuffix(VERSUS)}`" if name.endswith(VERSUS) else
+            f"`{name.removesuffix(SEED_FLOOR)}`, seed vs seed (floor)")
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -104,22 +116,15 @@ def sections(dest: Path) -> dict[str, str]:
     learned = _table(["model / task", "fine-tuning", "dev accuracy, mean (seeds)", "best epoch of those run (seeds)",
                       "majority class", "frozen pre-trained probe"], rows)
     columns = list(claims.groupby(["model", "task"], sort=False).groups)
-    verdicts = claims.set_index(["claim", "model", "task"])
-    claim_rows = []
-    for claim, rows_of_claim in claims.groupby("claim", sort=False):
-        cells = []
-        for model, task in columns:
-            row = verdicts.loc[(claim, model, task)]
-            numbers = "" if pd.isna(row["after"]) else (
-                f": {row['after']:.3g}" if pd.isna(row["before"]) else f": {row['before']:.3g} → {row['after']:.3g}")
-            cells.append(f"{row['verdict']}{numbers}")
-        claim_rows.append([f"{claim} {rows_of_claim['statement'].iloc[0]}", *cells])
-    claims_block = _table(["claim", *(f"{m} / {t}" for m, t in columns)], claim_rows)
-    names = [versus(m.name) for m in MEASURES if m.base_vs_finetuned and versus(m.name) in set(top["measure"])]
+    cells = {(row.claim, row.model, row.task): verdict_cell(row) for row in claims.itertuples()}
+    claims_block = _table(["claim", "threshold", *(f"{m} / {t}" for m, t in columns)], [
+        [f"{claim} {rows['statement'].iloc[0]}", rows["threshold"].iloc[0], *(cells[claim, m, t] for m, t in columns)]
+        for claim, rows in claims.groupby("claim", sort=False)])
+    names = [name for name in compared_names() if name in set(top["measure"])]
     pairs = list(top.groupby(["model", "task"], sort=False).groups)
     values = top.set_index(["model", "task", "probe_role", "measure"])["value"]
     similarity = _table(["measure", *(f"{t} {where}" for _, t in pairs for where in ("in", "out"))], [
-        [f"`{name.removesuffix(VERSUS)}`", *(f"{values.get((m, t, role, name), float('nan')):.2f}"
+        [label(name), *(f"{values.get((m, t, role, name), float('nan')):.2f}"
                                                   for m, t in pairs for role in (DEV_ROLE, OUT_OF_DOMAIN))]
         for name in names])
     return {"wall": wall, "timing": timing, "learning": learned, "claims": claims_block, "similarity": similarity}
