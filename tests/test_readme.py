@@ -38,7 +38,7 @@ def test_a_number_that_moved_is_caught_naming_its_block(tmp_path):
     snapshot = tmp_path / "snapshot"
     shutil.copytree(SNAPSHOT, snapshot)
     claims = pd.read_csv(snapshot / "claims.csv")
-    claims.loc[claims.index[-1], "after"] = claims["after"].iloc[-1] + 0.5
+    claims.loc[claims.index[-1], "number"] = claims["number"].iloc[-1] + 0.5
     claims.to_csv(snapshot / "claims.csv", index=False)
     with pytest.raises(UserError, match="generated block 'claims'"):
         readme.refresh(REPO, snapshot, REPO / "README.md", check=True)
@@ -47,12 +47,15 @@ def test_a_number_that_moved_is_caught_naming_its_block(tmp_path):
 def test_run_timings_read_wall_time_and_each_jobs_seconds(tmp_path):
     log = tmp_path / "run.snakemake.log"
     log.write_text(LOG)
-    run, jobs = readme.run_timings(log)
-    assert run == {"date": "2026-11-30", "cores": 2, "jobs": 2, "wall_seconds": 91}
+    run, jobs = readme.run_timings([log])
+    assert run == {"date": "2026-11-30", "cores": 2, "jobs": 2, "wall_seconds": 91, "invocations": 1}
     assert jobs.set_index("rule")["seconds"].to_dict() == {"fetch_corpora": 4.0, "finetune": 90.0}
-    log.write_text(LOG.replace("2 of 2 steps (100%) done", "1 of 2 steps (50%) done"))
+    stopped = tmp_path / "stopped.snakemake.log"
+    stopped.write_text(LOG.replace("2 of 2 steps (100%) done", "1 of 2 steps (50%) done"))
     with pytest.raises(UserError, match="not a finished run"):
-        readme.run_timings(log)
+        readme.run_timings([stopped])
+    run, jobs = readme.run_timings([stopped, log])
+    assert (run["jobs"], run["wall_seconds"], run["invocations"]) == (4, 183, 2), "a resumed run's parts add up"
 
 
 def test_a_readme_without_a_block_is_refused():

@@ -18,40 +18,44 @@ from .tables import read_tables, write_csv
 BLOCK = re.compile(r"(<!-- begin generated: (\w+) -->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
 
 
-def run_timings(log: Path) -> tuple[dict, pd.DataFrame]:
-    """The run's start, wall time and job count, and each job's rule and seconds, from a Snakemake log."""
-    text = log.read_text()
-    if "(100%) done" not in text:
-        raise UserError(f"{log}: not a finished run (no '100% done'); run the workflow to the end first")
-    started, jobs, stamp, rule = {}, [], None, None
-    for line in text.splitlines():
-        if match := re.fullmatch(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]", line):
-            stamp = datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y")
-        elif match := re.fullmatch(r"(?:local)?rule (\w+):", line):
-            rule = match.group(1)
-        elif (match := re.fullmatch(r"\s+jobid: (\d+)", line)) and rule:
-            started[match.group(1)], rule = (rule, stamp), None
-        elif match := re.fullmatch(r"Finished jobid: (\d+) \(Rule: (\w+)\)", line):
-            name, start = started[match.group(1)]
-            jobs.append({"rule": name, "seconds": (stamp - start).total_seconds()})
-    hours, minutes, seconds = re.search(r"Elapsed time: (\d+):(\d+):([\d.]+)", text).groups()
-    run = {"date": re.search(r"Date: (\d{4}-\d\d-\d\d)", text).group(1), "cores": int(re.search(
-        r"Provided cores: (\d+)", text).group(1)), "jobs": len(jobs),
-           "wall_seconds": round(int(hours) * 3600 + int(minutes) * 60 + float(seconds))}
+def run_timings(logs: list[Path]) -> tuple[dict, pd.DataFrame]:
+    """The run's start, wall time and job count, and each job's rule and seconds, from its Snakemake logs (more
+    than one when a stopped run was resumed: their wall times add up); the last must be a finished run."""
+    if "(100%) done" not in logs[-1].read_text():
+        raise UserError(f"{logs[-1]}: not a finished run (no '100% done'); run the workflow to the end first")
+    jobs, wall = [], 0
+    for log in logs:
+        text, started, stamp, rule = log.read_text(), {}, None, None
+        for line in text.splitlines():
+            if match := re.fullmatch(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]", line):
+                stamp = datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y")
+            elif match := re.fullmatch(r"(?:local)?rule (\w+):", line):
+                rule = match.group(1)
+            elif (match := re.fullmatch(r"\s+jobid: (\d+)", line)) and rule:
+                started[match.group(1)], rule = (rule, stamp), None
+            elif match := re.fullmatch(r"Finished jobid: (\d+) \(Rule: (\w+)\)", line):
+                name, start = started[match.group(1)]
+                jobs.append({"rule": name, "seconds": (stamp - start).total_seconds()})
+        hours, minutes, seconds = re.search(r"Elapsed time: (\d+):(\d+):([\d.]+)", text).groups()
+        wall += int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    first = logs[0].read_text()
+    run = {"date": re.search(r"Date: (\d{4}-\d\d-\d\d)", first).group(1), "cores": int(re.search(
+        r"Provided cores: (\d+)", first).group(1)), "jobs": len(jobs), "wall_seconds": round(wall),
+           "invocations": len(logs)}
     return run, pd.DataFrame(jobs)
 
 
-def latest_log(root: Path) -> Path:
+def run_logs(root: Path) -> list[Path]:
     logs = sorted((root / ".snakemake/log").glob("*.snakemake.log"))
     if not logs:
         raise UserError(f"{root}/.snakemake/log has no Snakemake log; run `snakemake --cores all` first")
-    return logs[-1]
+    return logs
 
 
 def snapshot(root: Path, dest: Path) -> None:
     """Copy what the README quotes from the run in `root` (results/ and its newest Snakemake log) into `dest`."""
     results = root / "results"
-    run, jobs = run_timings(latest_log(root))
+    run, jobs = run_timings(run_logs(root))
     dest.mkdir(parents=True, exist_ok=True)
     write_json(dest / "run.json", run)
     write_csv(jobs.groupby("rule")["seconds"].agg(jobs="count", job_seconds="sum").reset_index()
@@ -99,8 +103,10 @@ def sections(dest: Path) -> dict[str, str]:
     claims = pd.read_csv(dest / "claims.csv")
     learning = pd.read_csv(dest / "learning.csv")
     top = pd.read_csv(dest / "top_layer.csv")
+    resumed = (f", in {run['invocations']} invocations: a stopped run resumed, their wall times added"
+               if run.get("invocations", 1) > 1 else "")
     wall = (f"Wall time of the default run on {run['cores']} cores: **{_minutes(run['wall_seconds'])}** "
-            f"({run['jobs']} jobs, measured {run['date']}; see [Measured](#measured)).\n")
+            f"({run['jobs']} jobs, measured {run['date']}{resumed}; see [Measured](#measured)).\n")
     timing = wall + "\n" + _table(["rule", "jobs", "job-seconds", "mean"], [
         [r.rule, r.jobs, f"{r.job_seconds:,.0f}", f"{r.job_seconds / r.jobs:.0f} s"] for r in rules.itertuples()])
     rows = []
