@@ -134,9 +134,15 @@ def interval_layers(n_layers: int, shared: dict) -> set[int]:
 
 def _estimate(measure, layer: int, n_layers: int, where: str, compute, arrays: tuple, groups: np.ndarray,
               shared: dict):
-    """compute(*arrays), and for a measure with `bootstrap` at an interval layer its 95% percentile interval over
+    """compute(*arrays) with its interval where the measure gets one (_interval)."""
+    return _interval(measure, layer, n_layers, _value(measure.name, where, lambda: compute(*arrays)), compute,
+                     arrays, groups, shared)
+
+
+def _interval(measure, layer: int, n_layers: int, value: float, compute, arrays: tuple, groups: np.ndarray,
+              shared: dict):
+    """`value`, and for a measure with `bootstrap` at an interval layer its 95% percentile interval over
     metrics.n_boot resamples of the sentences in `groups` (the same draws for every model on these rows)."""
-    value = _value(measure.name, where, lambda: compute(*arrays))
     n_boot = shared.get("n_boot", 0)
     if (not measure.bootstrap or not n_boot or layer not in interval_layers(n_layers, shared)
             or not np.isfinite(value)):
@@ -305,8 +311,8 @@ def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: 
         if not measure.bootstrap:
             return values
         compute = measure.bind(settings, shared)
-        return [_with_value(_estimate(measure, layer, len(values), f"{representation} layer {layer}", compute,
-                                      (x[rows], y[rows]), base_view.groups[rows], shared), value)
+        return [_interval(measure, layer, len(values), value, compute, (x[rows], y[rows]), base_view.groups[rows],
+                          shared)
                 for layer, (x, y, value) in enumerate(zip(base_view.layers, tuned_view.layers, values))]
     if measure.all_pairs:
         compute = lambda x, y: measure.bind_all_pairs(settings, shared)([x, y])[0, 1]  # noqa: E731
@@ -317,11 +323,6 @@ def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: 
     return [_estimate(measure, layer, len(base_view.layers), f"{representation} layer {layer}", compute,
                       (x[rows], y[rows]), base_view.groups[rows], shared)
             for layer, (x, y) in enumerate(zip(base_view.layers, tuned_view.layers))]
-
-
-def _with_value(estimate, value: float):
-    """A bootstrap estimate whose value is replaced by `value` (computed on more rows than were resampled)."""
-    return {**estimate, "value": value} if isinstance(estimate, dict) else value
 
 
 def _pair_table(first: Activations, second: Activations, out, settings: dict, identity: dict, wanted, name) -> None:
