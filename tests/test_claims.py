@@ -251,3 +251,24 @@ def test_the_report_summary_shows_each_number_with_its_interval_and_each_thresho
     c11 = claims.set_index("claim").loc["C11"]
     assert f"{c11['verdict']}: {c11['number']:.3g} [{c11['ci_low']:.3g}, {c11['ci_high']:.3g}]" in summary
     assert f"- C11: > 0, {RULES['C11'].reason}." in summary
+
+
+@pytest.mark.parametrize("tuned_removed, verdict", [(0.5, HOLDS), (0.9, FAILS), (0.87, INCONCLUSIVE)])
+def test_dominant_directions_carry_task_knowledge_when_removing_them_costs_the_tuned_probe_more(tuned_removed,
+                                                                                              verdict):
+    top = LAYERS - 1
+
+    def probe(measure, base, tuned, spread):
+        draws = np.linspace(-spread, spread, 41)
+        return rows(measure, "dev-t", "mean", [base] * LAYERS, *[[tuned] * LAYERS] * 3,
+                    replicates={(v, top): value + draws for v, value in
+                                [("base", base)] + [(f"t-s{s}", tuned) for s in range(3)]})
+
+    head = [rows(name, "dev-t", "cls", None, *[[np.nan] * top + [value]] * 3)
+            for name, value in (("head_accuracy", 0.9), ("head_accuracy_top_pcs_removed", 0.55))]
+    frame = table(probe("task_probe_accuracy", 0.8, 0.9, 0.01),
+                  probe("task_probe_accuracy_top_pcs_removed", 0.78, tuned_removed, 0.05), *head)
+    result, claims = verdicts(frame)
+    assert result["C3"] == verdict
+    assert claims.loc["C3", "number"] == pytest.approx((0.9 - tuned_removed) - 0.02)
+    assert "own head loses +0.350" in claims.loc["C3", "deciding_number"]

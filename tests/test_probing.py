@@ -4,6 +4,8 @@ from sklearn.linear_model import LogisticRegression
 
 from repshift.probing import (
     control_labels,
+    cross_validated_correct,
+    held_out_correct,
     linear_probe_accuracy,
     probe_layers,
     selectivity,
@@ -159,3 +161,60 @@ def test_other_functions_reject_bad_input():
         probe_layers([X, X[:40]], y, np.arange(30), np.arange(30, 50))
     with pytest.raises(ValueError):
         probe_layers([X], y, np.arange(30), np.arange(25, 50))
+
+
+def test_cross_validated_probe_scores_every_row_and_reads_a_signal():
+    X, y = blobs(300, 20, 2, spread=1.0, seed=3)
+    scores = cross_validated_correct(X, y)
+    assert scores.shape == y.shape and set(np.unique(scores)) <= {0.0, 1.0}
+    assert scores.mean() > 0.95
+
+
+def test_cross_validated_probe_keeps_groups_on_one_side():
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(60), 5)
+    y = np.repeat(rng.integers(0, 2, 60), 5)
+    # each group is a tight copy of one point: a probe that saw a group's other rows would memorise it
+    X = np.repeat(rng.normal(size=(60, 40)), 5, axis=0) + 1e-3 * rng.normal(size=(300, 40))
+    assert abs(cross_validated_correct(X, y, groups).mean() - 0.5) < 0.15
+    assert cross_validated_correct(X, y).mean() > 0.95, "without groups the copies leak across folds"
+
+
+def _label_in_top_direction(n=200, d=30, seed=5):
+    """Two balanced classes apart along the largest direction only, isotropic noise elsewhere."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    X = rng.normal(size=(n, d))
+    X[:, 0] = 10.0 * (2 * y - 1) + rng.normal(size=n)
+    return X, y
+
+
+def test_a_projection_fit_on_held_out_rows_scores_below_chance_and_one_fit_in_fold_does_not():
+    from repshift.isotropy import fit_remove_top, remove_top_directions
+
+    X, y = _label_in_top_direction()
+
+    def in_fold(train, test):
+        removal = fit_remove_top(X[train], 1)
+        return removal(X[train]), removal(X[test])
+
+    leaked = [cross_validated_correct(remove_top_directions(X, 1), y, seed=s).mean() for s in range(5)]
+    fitted = [cross_validated_correct(None, y, seed=s, features=in_fold).mean() for s in range(5)]
+    assert np.mean(leaked) < 0.42, "removing directions fit on every row makes the folds anti-learn"
+    assert abs(np.mean(fitted) - 0.5) < 0.08
+
+
+def test_cross_validation_refuses_too_few_rows_per_class():
+    X, y = blobs(40, 5, 2, spread=1.0, seed=6)
+    y[:] = 0
+    y[:3] = 1
+    with pytest.raises(ValueError, match="fewer than the 5"):
+        cross_validated_correct(X, y)
+
+
+def test_held_out_scores_mark_training_rows_nan_and_average_to_the_accuracy():
+    X, y = blobs(400, 10, 3, spread=1.0, seed=7)
+    scores = held_out_correct(X, y, seed=2)
+    train, test = split_indices(len(y), 0.25, 2)
+    assert np.isnan(scores[train]).all() and np.isfinite(scores[test]).all()
+    assert np.nanmean(scores) == linear_probe_accuracy(X[train], y[train], X[test], y[test], seed=2, max_iter=100)

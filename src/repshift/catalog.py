@@ -17,11 +17,14 @@ A pair measure may also give `all_pairs(layers, **settings)`, the whole layer x 
 `stream(**settings)`, an accumulator (add(layers) per chunk of rows, then matrix()) that the walker feeds with
 every token of a probe set, chunk by chunk, when its setting all_tokens is true.
 The walker settings (WALKER) are not passed on: max_rows gives the function a seeded sample of that many rows.
-Settings named in SHARED come from the config's `metrics` section, the same for every measure.
+Settings named in SHARED come from the config's `metrics` section, the same for every measure, except `head`: the
+fine-tuned model's task head (heads.py; None for the pre-trained model), which the metrics step reads from its weights.
 
 A per-layer row with `bootstrap` also gets a 95% interval from metrics.n_boot resamples of its sentences
-(uncertainty.py); a pair row with `seed_floor` is also computed between two fine-tuning seeds (the noise floor of
-a pre-trained vs fine-tuned change).
+(uncertainty.py). A `per_row` measure returns one score per row (NaN where it scores none, e.g. a probe's training
+rows): its value is their mean and its interval resamples the sentences of the scored rows, at every layer, without
+recomputing. A `top_layer` measure is computed at the top layer only. A pair row with `seed_floor` is also computed
+between two fine-tuning seeds (the noise floor of a pre-trained vs fine-tuned change).
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ KINDS = ("score", "similarity", "distance")
 TAKES = ("layer", "labelled", "pair", "derived", "matrix")
 INVARIANCES = ("orthogonal", "isotropic_scaling", "translation", "permutation", "invertible_linear")
 WALKER = ("max_rows", "all_tokens")
-SHARED = ("seed", "probe_test_fraction", "probe_l2", "probe_iterations")
+SHARED = ("seed", "probe_test_fraction", "probe_l2", "probe_iterations", "head")
+HELD_OUT = ("seed", "probe_test_fraction", "probe_l2", "probe_iterations")
+CROSS_VALIDATED = ("seed", "probe_iterations")
 VERSUS = "_base_vs_finetuned"
 SEED_FLOOR = "_seed_vs_seed"
 CENTRED = frozenset({"orthogonal", "isotropic_scaling", "translation", "permutation"})
@@ -92,6 +97,8 @@ class Measure:
     all_pairs: Callable | None = None
     stream: Callable | None = None
     bootstrap: bool = False
+    per_row: bool = False
+    top_layer: bool = False
     seed_floor: bool = False
 
     def __post_init__(self):
@@ -99,6 +106,7 @@ class Measure:
         assert self.kind in KINDS and self.takes in TAKES and set(self.invariances) <= set(INVARIANCES), self.name
         assert set(self.shared) <= set(SHARED), self.name
         assert not (self.bootstrap and (self.outputs or self.takes not in ("layer", "labelled", "pair"))), self.name
+        assert not (self.per_row and (self.bootstrap or self.takes != "labelled")), self.name
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -120,13 +128,47 @@ class Measure:
         return lambda *arrays: function(*arrays, **fixed)
 
 
-def _probe_without_top(X, y, groups, remove, **settings):
-    return probing.probe_accuracy(isotropy.remove_top_directions(X, remove), y, groups, **settings)
+def _probe_without_top(X, y, groups, remove, folds, seed, probe_iterations):
+    """The cross-validated probe after all-but-the-top, fit on each fold's training rows."""
+    def features(train, test):
+        removal = isotropy.fit_remove_top(X[train], remove)
+        return removal(X[train]), removal(X[test])
+
+    return probing.cross_validated_correct(X, y, groups, folds, seed=seed, probe_iterations=probe_iterations,
+                                           features=features)
 
 
-def _probe_without_cluster_top(X, y, groups, clusters, remove, **settings):
-    removed = isotropy.cluster_remove(X, clusters, remove, seed=settings["seed"])
-    return probing.probe_accuracy(removed, y, groups, **settings)
+def _probe_enhanced_tokens(X, y, groups, clusters, remove, n_init, folds, seed, probe_iterations):
+    """Cluster-based removal (Rajaee & Pilehvar's notebook) on tokens, then the cross-validated probe on each
+    sentence's mean token: the clusters and their directions are fit on the tokens of each fold's training
+    sentences. A sentence's score sits on its first row, NaN on its others. n_init 1 is scikit-learn's default for
+    k-means++ initialisation."""
+    _, first, sentence = np.unique(groups, return_index=True, return_inverse=True)
+    sizes = np.bincount(sentence)
+
+    def means(rows_of, chosen):
+        tokens = np.isin(sentence, chosen)
+        total = np.zeros((len(first), X.shape[1]))
+        np.add.at(total, sentence[tokens], rows_of(tokens))
+        return total[chosen] / sizes[chosen, None]
+
+    def features(train, test):
+        apply, labels = isotropy.fit_cluster_remove(X[np.isin(sentence, train)], clusters, remove, seed, n_init)
+        return means(lambda tokens: apply(X[tokens], labels), train), means(lambda tokens: apply(X[tokens]), test)
+
+    scores = np.full(len(y), np.nan)
+    scores[first] = probing.cross_validated_correct(None, y[first], folds=folds, seed=seed,
+                                                    probe_iterations=probe_iterations, features=features)
+    return scores
+
+
+def _head_correct(X, y, groups, remove, head):
+    """1 where the fine-tuned model's own head, reading X with its top `remove` principal directions projected out
+    (the mean kept), predicts the row's label; ValueError for a model without a task head."""
+    if head is None:
+        raise ValueError("the pre-trained model has no task head")
+    kept = X if remove == 0 else isotropy.remove_top_directions(X, remove) + X.mean(axis=0)
+    return (head(kept).argmax(axis=1) == y).astype(np.float64)
 
 
 ROWS = {"max_rows": 2000}
@@ -137,30 +179,31 @@ MEASURES: tuple[Measure, ...] = (
     Measure("isotropy_raw", "isotropy", "layer", lambda X: isotropy.partition_isotropy(X, centre=False),
             "Partition isotropy I(W), raw", "I(W)", figure="isotropy", bootstrap=True),
     Measure("isotropy_centred", "isotropy", "layer", lambda X: isotropy.partition_isotropy(X, centre=True),
-            "I(W), centred", "I(W)", figure="isotropy"),
-    Measure("isoscore", "isotropy", "layer", isotropy.isoscore, "IsoScore", "IsoScore", figure="isotropy"),
+            "I(W), centred", "I(W)", figure="isotropy", bootstrap=True),
+    Measure("isoscore", "isotropy", "layer", isotropy.isoscore, "IsoScore", "IsoScore", figure="isotropy",
+            bootstrap=True),
     Measure("average_cosine", "isotropy", "layer",
             lambda X, pairs, seed: isotropy.average_cosine(X, n_pairs=pairs, seed=seed),
-            "Average cosine", "cosine", settings={"pairs": 20000}, shared=("seed",), figure="isotropy"),
+            "Average cosine", "cosine", settings={"pairs": 20000}, shared=("seed",), figure="isotropy", bootstrap=True),
     Measure("average_cosine_standardized", "isotropy", "layer",
             lambda X, pairs, seed: isotropy.average_cosine(isotropy.standardize(X), n_pairs=pairs, seed=seed),
-            "Average cosine, standardized", "cosine", settings={"pairs": 20000}, shared=("seed",)),
+            "Average cosine, standardized", "cosine", settings={"pairs": 20000}, shared=("seed",), bootstrap=True),
     Measure("top_pc_variance_ratio", "isotropy", "layer", isotropy.top_pc_ratio, "Variance share of the top PC",
             "share", figure="isotropy", bootstrap=True),
     Measure("dominant_directions", "isotropy", "layer", isotropy.dominant_directions,
             "Dominant directions (PCs above the mean variance)", "PCs", figure="isotropy", bootstrap=True),
     Measure("pcs_for_90pct_variance", "isotropy", "layer", lambda X: isotropy.pcs_for_variance(X, 0.9),
-            "PCs for 90% of variance", "PCs", figure="isotropy"),
+            "PCs for 90% of variance", "PCs", figure="isotropy", bootstrap=True),
     Measure("rogue_top1_share", "isotropy", "layer",
             lambda X, pairs, seed: isotropy.rogue_dimensions(X, 1, n_pairs=pairs, seed=seed)[1][0],
             "Share of cosine from the top rogue dim.", "share", settings={"pairs": 20000}, shared=("seed",),
-            figure="isotropy"),
+            figure="isotropy", bootstrap=True),
     Measure("frequency_pc1_abs_spearman", "isotropy", "labelled",
             lambda X, y, groups: abs(isotropy.frequency_pc_correlation(X, y, n_pcs=1)[0]),
             "|Spearman(frequency, PC1)|", "|rho|", target="frequency", figure="isotropy", bootstrap=True),
     Measure("frequency_top5pc_max_abs_spearman", "isotropy", "labelled",
             lambda X, y, groups: np.abs(isotropy.frequency_pc_correlation(X, y, n_pcs=5)).max(),
-            "max |Spearman(frequency, PC1..5)|", "|rho|", target="frequency"),
+            "max |Spearman(frequency, PC1..5)|", "|rho|", target="frequency", bootstrap=True),
     Measure("cluster_purity_frequency", "isotropy", "labelled",
             lambda X, y, groups, seed: isotropy.cluster_purity(X, y, int(y.max()) + 1, seed=seed),
             "k-means purity by frequency bin", "purity", settings=ROWS, shared=("seed",), target="frequency_bin",
@@ -170,21 +213,33 @@ MEASURES: tuple[Measure, ...] = (
             "k-means purity by POS tag", "purity", settings={**ROWS, "clusters": 10}, shared=("seed",),
             target="tag"),
     # Probing (Merchant et al. 2020; Hewitt & Liang 2019) and isotropy enhancement (Rajaee & Pilehvar 2021).
-    Measure("pos_probe_accuracy", "probing", "labelled", probing.probe_accuracy, "POS probe", "held-out accuracy",
-            representations=("word",), shared=SHARED, target="tag", figure="probing"),
-    Measure("pos_control_accuracy", "probing", "labelled", probing.probe_accuracy, "POS control task", "held-out accuracy",
-            representations=("word",), shared=SHARED, target="control_tag", figure="probing"),
+    Measure("pos_probe_accuracy", "probing", "labelled", probing.held_out_correct, "POS probe", "held-out accuracy",
+            representations=("word",), shared=HELD_OUT, target="tag", figure="probing", per_row=True),
+    Measure("pos_control_accuracy", "probing", "labelled", probing.held_out_correct, "POS control task",
+            "held-out accuracy", representations=("word",), shared=HELD_OUT, target="control_tag", figure="probing",
+            per_row=True),
     Measure("pos_selectivity", "probing", "derived", probing.selectivity, "POS selectivity (task - control)",
             "accuracy difference", representations=("word",), inputs=("pos_probe_accuracy", "pos_control_accuracy"),
             figure="probing"),
-    Measure("task_probe_accuracy", "probing", "labelled", probing.probe_accuracy, "Task probe", "held-out accuracy",
-            representations=("cls", "mean"), shared=SHARED, target="label", figure="probing"),
+    Measure("task_probe_accuracy", "probing", "labelled",
+            lambda X, y, groups, folds, seed, probe_iterations: probing.cross_validated_correct(
+                X, y, groups, folds, seed=seed, probe_iterations=probe_iterations),
+            "Task probe (cross-validated L2)", "held-out accuracy", representations=("cls", "mean"),
+            settings={"folds": 5}, shared=CROSS_VALIDATED, target="label", figure="probing", per_row=True),
     Measure("task_probe_accuracy_top_pcs_removed", "isotropy", "labelled", _probe_without_top,
             "Task probe, top PCs removed", "held-out accuracy", representations=("mean",),
-            settings={"remove": 5}, shared=SHARED, target="label", figure="isotropy"),
-    Measure("task_probe_accuracy_cluster_pcs_removed", "isotropy", "labelled", _probe_without_cluster_top,
-            "Task probe, cluster PCs removed", "held-out accuracy", representations=("mean",),
-            settings={"clusters": 10, "remove": 3}, shared=SHARED, target="label", figure="isotropy"),
+            settings={"remove": 5, "folds": 5}, shared=CROSS_VALIDATED, target="label", figure="isotropy",
+            per_row=True),
+    Measure("task_probe_accuracy_cluster_pcs_removed", "isotropy", "labelled", _probe_enhanced_tokens,
+            "Task probe, cluster PCs removed (tokens)", "held-out accuracy", representations=("sentence_tokens",),
+            settings={"clusters": 27, "remove": 12, "n_init": 1, "folds": 5}, shared=CROSS_VALIDATED, target="label",
+            figure="isotropy", per_row=True, top_layer=True),
+    Measure("head_accuracy", "isotropy", "labelled", lambda X, y, groups, head: _head_correct(X, y, groups, 0, head),
+            "Fine-tuned model's own head", "dev accuracy", representations=("cls",), shared=("head",),
+            target="label", figure="isotropy", per_row=True, top_layer=True),
+    Measure("head_accuracy_top_pcs_removed", "isotropy", "labelled", _head_correct,
+            "Own head, top PCs removed", "dev accuracy", representations=("cls",), settings={"remove": 5},
+            shared=("head",), target="label", figure="isotropy", per_row=True, top_layer=True),
     # DirectProbe (Zhou & Srikumar 2022) on [CLS].
     Measure("directprobe", "directprobe", "labelled",
             lambda X, y, groups, max_points, seed: directprobe.directprobe(X, y, max_points=max_points, seed=seed),

@@ -49,7 +49,8 @@ RULES = {
                "the mean variance more than doubles"),
     "C3": Rule("isotropy", "after fine-tuning the dominant directions carry task knowledge", 0.0, True,
                "'carry the essential linguistic knowledge ... making isotropy enhancement ineffective': removing the "
-               "top PCs costs the fine-tuned task probe more than the pre-trained one"),
+               "top PCs costs the fine-tuned task probe (cross-validated L2) more than the pre-trained one; the "
+               "fine-tuned model's own head on the edited [CLS] is the second reading, shown beside it"),
     "C4": Rule("isotropy", "frequency structure changes massively", 1.0, True,
                "'undergo a massive change': |Spearman(frequency, PC1)| more than halves or doubles (|log2 ratio| "
                "above 1)"),
@@ -296,17 +297,18 @@ def isotropy_claims(frame: pd.DataFrame, task: str) -> list[dict]:
                           f"principal directions above the mean variance, top layer {before.value:.0f} -> "
                           f"{after.value:.1f}{_ci(after)}; top-PC variance share {share[0].value:.3f} -> "
                           f"{share[1].value:.3f}", before.value, after.value))
-    drops = {}
-    for which in ("base", "tuned"):
-        plain = layer_rows(frame, "task_probe_accuracy", DEV_ROLE, task, "mean", which)
-        removed = layer_rows(frame, "task_probe_accuracy_top_pcs_removed", DEV_ROLE, task, "mean", which)
-        top = lambda rows: rows[rows["layer"] == rows["layer"].max()].set_index("variant")["value"]  # noqa: E731
-        drops[which] = (top(plain) - top(removed)).dropna().to_numpy() if len(plain) and len(removed) else []
-    before = float(np.mean(drops["base"])) if len(drops["base"]) else np.nan
-    after = seed_estimate(drops["tuned"])
-    rows.append(claim_row("C3", after.map(lambda d: d - max(before, 0)),
-                          f"task-probe accuracy lost when the top PCs are removed: pre-trained {before:+.3f}, "
-                          f"fine-tuned {after.value:+.3f}{_ci(after)}", before, after.value))
+    plain = _before_after(frame, task, "task_probe_accuracy", "mean")
+    removed = _before_after(frame, task, "task_probe_accuracy_top_pcs_removed", "mean")
+    before, after = (p - r for p, r in zip(plain, removed))
+    head = (at_layer(layer_rows(frame, name, DEV_ROLE, task, "cls", "tuned"))
+            for name in ("head_accuracy", "head_accuracy_top_pcs_removed"))
+    head_drop = next(head) - next(head)
+    rows.append(claim_row("C3", after - before.map(lambda d: np.maximum(d, 0)),
+                          f"cross-validated task-probe accuracy lost when the top PCs are removed: pre-trained "
+                          f"{before.value:+.3f}{_ci(before)}, fine-tuned {after.value:+.3f}{_ci(after)}"
+                          + (f"; the fine-tuned model's own head loses {head_drop.value:+.3f}{_ci(head_drop)}"
+                             if np.isfinite(head_drop.value) else ""),
+                          before.value, after.value))
     before, after = _before_after(frame, task, "frequency_pc1_abs_spearman")
     rows.append(claim_row("C4", (after / before).map(lambda r: np.abs(np.log2(r))),
                           f"|Spearman(frequency, PC1)| top layer {before.value:.2f} -> {after.value:.2f}{_ci(after)}",

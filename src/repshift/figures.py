@@ -171,9 +171,10 @@ def isotropy_figure(tables, baselines, dev, dest, title):
                          labels="dimensions standardized")
         log_scale_if_spread(ax)
     ax = axes[len(panels)]
-    for measure, style in zip(enhanced, ("-", "--", ":")):
-        pre_and_fine(ax, tables, measure.name, dev, "mean", "Task probe after isotropy enhancement", "accuracy",
-                     style, labels=measure.label)
+    for measure, style in zip(enhanced, ("-", "--", ":", "none", "none")):
+        representation = "mean" if "mean" in measure.representations else measure.representations[0]
+        pre_and_fine(ax, tables, measure.name, dev, representation, "Task probe after isotropy enhancement",
+                     "accuracy", style, labels=measure.label)
     baseline_lines(ax, baselines, frozen=False)
     legend_below(fig, seeds_note(tables))
     fig.suptitle(f"{title}: isotropy (Rajaee & Pilehvar 2021), {dev} tokens without [CLS]/[SEP]")

@@ -7,7 +7,10 @@ signed outputs (frequency correlations) reproducible across LAPACK builds.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+from scipy.sparse import coo_matrix
 from scipy.stats import rankdata
 from sklearn.cluster import KMeans
 from sklearn.metrics.cluster import contingency_matrix
@@ -42,12 +45,30 @@ def _gram_eig(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, vectors * np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])])
 
 
+_SHARED: dict = {}
+
+
+@contextlib.contextmanager
+def sharing_decompositions():
+    """Inside the block, consecutive _pca calls on the same array object compute it once: the measures of one
+    bootstrap replicate read one resampled copy (metrics._settle). Arrays must not change inside the block."""
+    _SHARED["on"] = True
+    try:
+        yield
+    finally:
+        _SHARED.clear()
+
+
 def _pca(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Variances along the principal directions (descending) and those directions (columns).
     Eigendecomposition of the covariance (X - mean)^T (X - mean) / (n - 1); raise ValueError if it is 0."""
+    if _SHARED.get("input") is X:
+        return _SHARED["output"]
     values, vectors = _gram_eig(X - X.mean(axis=0))
     if values.sum() == 0:
         raise ValueError("X has zero variance: all rows are identical.")
+    if _SHARED.get("on"):
+        _SHARED.update(input=X, output=(values / (X.shape[0] - 1), vectors))
     return values / (X.shape[0] - 1), vectors
 
 
@@ -70,7 +91,8 @@ def _cosine_contributions(X: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
     second = rng.integers(0, X.shape[0] - 1, n_pairs)
     second += second >= first
     unit = X / norms
-    return (unit[first] * unit[second]).mean(axis=0)
+    pairs = coo_matrix((np.ones(n_pairs), (first, second)), shape=(X.shape[0],) * 2).tocsr()
+    return (unit * (pairs @ unit)).sum(axis=0) / n_pairs
 
 
 def partition_isotropy(X: np.ndarray, centre: bool = False) -> float:
@@ -183,25 +205,50 @@ def cluster_purity(X: np.ndarray, groups: np.ndarray, n_clusters: int, seed: int
     return float(counts.max(axis=1).sum() / X.shape[0])
 
 
-def remove_top_directions(X: np.ndarray, k: int) -> np.ndarray:
-    """All-but-the-top (Mu & Viswanath 2018): centre X and project out its top k principal directions.
-    X' = (X - mean) (I - U_k U_k^T), U_k the top k eigenvectors of the covariance."""
+def fit_remove_top(X: np.ndarray, k: int):
+    """All-but-the-top (Mu & Viswanath 2018) fit on the rows of X, as a function applying it to any rows Z.
+    Z' = (Z - mean) (I - U_k U_k^T), mean and U_k (top k covariance eigenvectors) from X."""
     X = _check_points(X)
     k = _check_count("k", k, 0, X.shape[1])
-    centred = X - X.mean(axis=0)
-    top = _gram_eig(centred)[1][:, :k]
-    return centred - (centred @ top) @ top.T
+    mean = X.mean(axis=0)
+    top = _gram_eig(X - mean)[1][:, :k]
+    return lambda Z: (np.asarray(Z, np.float64) - mean) - ((np.asarray(Z, np.float64) - mean) @ top) @ top.T
 
 
-def cluster_remove(X: np.ndarray, n_clusters: int = 27, n_remove: int = 12, seed: int = 0) -> np.ndarray:
-    """Cluster-based enhancement (Rajaee & Pilehvar 2021): remove_top_directions in each k-means cluster.
-    A cluster of m <= n_remove + 1 rows spans <= n_remove directions once centred: its rows become 0."""
+def remove_top_directions(X: np.ndarray, k: int) -> np.ndarray:
+    """All-but-the-top on X itself: centre X and project out its top k principal directions.
+    X' = (X - mean) (I - U_k U_k^T), U_k the top k eigenvectors of the covariance."""
+    return fit_remove_top(X, k)(X)
+
+
+def fit_cluster_remove(X: np.ndarray, n_clusters: int = 27, n_remove: int = 12, seed: int = 0,
+                       n_init: int = _KMEANS_N_INIT):
+    """Cluster-based enhancement (Rajaee & Pilehvar 2021) fit on the rows of X: k-means, then all-but-the-top within
+    each cluster. Returns (apply, the clusters of X's rows); apply(Z, labels=None) sends each row of Z to its nearest
+    centroid (or the cluster in labels) and applies that cluster's removal; a cluster of m <= n_remove + 1 rows spans
+    <= n_remove directions once centred, so its rows become 0."""
     X = _check_points(X)
     n_remove = _check_count("n_remove", n_remove, 0, X.shape[1])
-    labels = _kmeans_labels(X, n_clusters, seed)
-    result = np.zeros_like(X)
-    for cluster in np.unique(labels):
-        members = labels == cluster
-        if members.sum() > n_remove + 1:
-            result[members] = remove_top_directions(X[members], n_remove)
-    return result
+    n_clusters = _check_count("n_clusters", n_clusters, 1, X.shape[0])
+    kmeans = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(X)
+    removals = {c: fit_remove_top(X[kmeans.labels_ == c], n_remove) for c in range(n_clusters)
+                if (kmeans.labels_ == c).sum() > n_remove + 1}
+
+    def apply(Z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        Z = np.asarray(Z, np.float64)
+        labels = kmeans.predict(Z) if labels is None else labels
+        result = np.zeros_like(Z)
+        for cluster, removal in removals.items():
+            members = labels == cluster
+            if members.any():
+                result[members] = removal(Z[members])
+        return result
+
+    return apply, kmeans.labels_
+
+
+def cluster_remove(X: np.ndarray, n_clusters: int = 27, n_remove: int = 12, seed: int = 0,
+                   n_init: int = _KMEANS_N_INIT) -> np.ndarray:
+    """Cluster-based enhancement on X itself: fit_cluster_remove applied to the rows it was fit on."""
+    apply, labels = fit_cluster_remove(X, n_clusters, n_remove, seed, n_init)
+    return apply(X, labels)

@@ -6,10 +6,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from . import catalog, probing
+from . import catalog, isotropy, probing
 from .activations import Activations
 from .config import TAGGED
 from .errors import UserError
+from .heads import load_head
 from .provenance import file_sha256
 from .tables import write_csv
 from .uncertainty import percentile_interval, sentence_resamples
@@ -17,6 +18,7 @@ from .uncertainty import percentile_interval, sentence_resamples
 COLUMNS = ["model", "variant", "task", "seed", "probe", "probe_role", "representation", "layer", "layer_b", "measure",
            "value", "ci_low", "ci_high", "n_boot", "replicates", "model_id", "weights_sha256", "code_version"]
 FREQUENCY_BINS = 5
+PENDING = "_pending"
 
 
 def log(message: str) -> None:
@@ -62,10 +64,18 @@ class View:
 
     def __init__(self, layers, targets: dict, groups: np.ndarray, stream=None):
         self.layers, self.targets, self.groups, self.stream = layers, targets, groups, stream
+        self._subsets = {}
 
-    def sample(self, max_rows: int | None, seed: int) -> np.ndarray:
-        rows = np.arange(len(self.groups))
-        return rows if max_rows is None else sample_rows(rows, max_rows, seed)
+    def subset(self, max_rows: int | None, seed: int) -> "View":
+        """This view on a seeded sample of at most max_rows rows (itself when that keeps every row), made once, so
+        every measure on the same sample reads the same arrays."""
+        if max_rows is None or max_rows >= len(self.groups):
+            return self
+        if max_rows not in self._subsets:
+            rows = sample_rows(np.arange(len(self.groups)), max_rows, seed)
+            self._subsets[max_rows] = View([x[rows] for x in self.layers],
+                                           {name: y[rows] for name, y in self.targets.items()}, self.groups[rows])
+        return self._subsets[max_rows]
 
 
 def views(act: Activations, settings: dict) -> dict:
@@ -101,7 +111,20 @@ def views(act: Activations, settings: dict) -> dict:
         return View([act.sentences(layer, kind)[index].astype(np.float64) for layer in range(act.n_layers)],
                     targets, index)
 
-    makers = {"token": token, "word": word, "cls": lambda: sentences("cls"), "mean": lambda: sentences("mean")}
+    def sentence_tokens():
+        index = sentence_sample(act, settings)
+        if len(act.label_names) < 2:
+            return View([], {}, index)
+        ids, rows = act.sentence_meta("sentence_id")[index], content_tokens(act)
+        of_row, order = act.token_meta("sentence_id")[rows], np.argsort(ids)
+        position = np.minimum(np.searchsorted(ids[order], of_row), len(ids) - 1)
+        found = ids[order][position] == of_row
+        rows, sentence = rows[found], order[position[found]]
+        return View([act.tokens(layer, rows).astype(np.float64) for layer in range(act.n_layers)],
+                    {"label": act.sentence_meta("label")[index][sentence]}, sentence)
+
+    makers = {"token": token, "word": word, "cls": lambda: sentences("cls"), "mean": lambda: sentences("mean"),
+              "sentence_tokens": sentence_tokens}
     made = {}
 
     def get(representation):
@@ -119,7 +142,7 @@ def _value(name: str, where: str, compute):
     except ValueError as reason:
         log(f"{name} {where}: undefined, recorded as NaN ({reason})")
         return np.nan
-    if not isinstance(value, dict) and not np.isfinite(value):
+    if np.ndim(value) == 0 and not isinstance(value, dict) and not np.isfinite(value):
         log(f"{name} {where}: undefined, recorded as NaN (a representation without variance)")
     return value
 
@@ -134,28 +157,84 @@ def interval_layers(n_layers: int, shared: dict) -> set[int]:
 
 def _estimate(measure, layer: int, n_layers: int, where: str, compute, arrays: tuple, groups: np.ndarray,
               shared: dict):
-    """compute(*arrays) with its interval where the measure gets one (_interval)."""
-    return _interval(measure, layer, n_layers, _value(measure.name, where, lambda: compute(*arrays)), compute,
-                     arrays, groups, shared)
+    """compute(*arrays) with its interval where the measure gets one (_scored for a per_row measure, else
+    _interval)."""
+    value = _value(measure.name, where, lambda: compute(*arrays))
+    if measure.per_row:
+        return _scored(value, groups, shared)
+    return _interval(measure, layer, n_layers, value, compute, arrays, groups, shared)
+
+
+def _with_interval(value: float, replicates, n_boot: int) -> dict:
+    low, high = percentile_interval(replicates)
+    return {"value": value, "ci_low": low, "ci_high": high, "n_boot": n_boot,
+            "replicates": " ".join(f"{r:.6g}" for r in replicates)}
+
+
+def _scored(scores, groups: np.ndarray, shared: dict):
+    """The mean of a per_row measure's scores over the rows it scored, with its 95% percentile interval over
+    metrics.n_boot resamples of those rows' sentences (no refit: the scores stay what the measure gave)."""
+    if np.ndim(scores) == 0:
+        return scores
+    scored = np.isfinite(scores)
+    scores, n_boot = scores[scored], shared.get("n_boot", 0)
+    if not n_boot:
+        return float(scores.mean())
+    return _with_interval(float(scores.mean()), [scores[rows].mean() for rows in
+                                                 sentence_resamples(groups[scored], n_boot, shared["seed"])], n_boot)
 
 
 def _interval(measure, layer: int, n_layers: int, value: float, compute, arrays: tuple, groups: np.ndarray,
               shared: dict):
-    """`value`, and for a measure with `bootstrap` at an interval layer its 95% percentile interval over
-    metrics.n_boot resamples of the sentences in `groups` (the same draws for every model on these rows)."""
-    n_boot = shared.get("n_boot", 0)
-    if (not measure.bootstrap or not n_boot or layer not in interval_layers(n_layers, shared)
+    """`value`, and for a measure with `bootstrap` at an interval layer a pending 95% percentile interval over
+    metrics.n_boot resamples of the sentences in `groups` (the same draws for every model on these rows), which
+    _settle computes."""
+    if (not measure.bootstrap or not shared.get("n_boot") or layer not in interval_layers(n_layers, shared)
             or not np.isfinite(value)):
         return value
-    replicates = []
-    for rows in sentence_resamples(groups, n_boot, shared["seed"]):
-        try:
-            replicates.append(float(compute(*(a[rows] for a in arrays))))
-        except ValueError:
-            replicates.append(np.nan)
-    low, high = percentile_interval(replicates)
-    return {"value": value, "ci_low": low, "ci_high": high, "n_boot": n_boot,
-            "replicates": " ".join(f"{r:.6g}" for r in replicates)}
+    return {"value": value, PENDING: (compute, arrays, groups)}
+
+
+def _settle(rows: list[dict], shared: dict) -> None:
+    """The replicates of every pending interval in `rows`: measures on the same rows share each resample (one copy
+    of each array per replicate, so a decomposition isotropy remembers for its input serves them all)."""
+    by_rows = {}
+    for row in rows:
+        if PENDING in row:
+            by_rows.setdefault(id(row[PENDING][2]), []).append(row)
+    n_boot = shared.get("n_boot", 0)
+    with isotropy.sharing_decompositions():
+        for members in by_rows.values():
+            _replicate(sorted(members, key=lambda row: id(row[PENDING][1][0])), n_boot, shared["seed"])
+
+
+def _replicate(members: list[dict], n_boot: int, seed: int) -> None:
+    """The intervals of pending rows on the same rows: per replicate, one resampled copy of each array they read."""
+    replicates = [[] for _ in members]
+    for drawn_rows in sentence_resamples(members[0][PENDING][2], n_boot, seed):
+        drawn = {}
+        for row, out in zip(members, replicates):
+            compute, arrays, _ = row[PENDING]
+            for a in arrays:
+                if id(a) not in drawn:
+                    drawn[id(a)] = a[drawn_rows]
+            try:
+                out.append(float(compute(*(drawn[id(a)] for a in arrays))))
+            except ValueError:
+                out.append(np.nan)
+    for row, out in zip(members, replicates):
+        del row[PENDING]
+        row.update(_with_interval(row["value"], out, n_boot))
+
+
+def _derived(measure, parts: tuple, n_boot: int):
+    """A derived measure at one layer from its inputs' rows there, with an interval from their paired replicates
+    (the same sentence draws) when every input has them."""
+    value = float(measure.function(*(p["value"] for p in parts)))
+    if not all(isinstance(p.get("replicates"), str) for p in parts):
+        return value
+    return _with_interval(value, measure.function(*(np.array(p["replicates"].split(), dtype=np.float64)
+                                                    for p in parts)), n_boot)
 
 
 def _logged_matrix(name: str, representation: str, matrix: np.ndarray) -> np.ndarray:
@@ -177,8 +256,7 @@ def _pair_matrix(measure, settings: dict, shared: dict, view: View, representati
     if measure.stream and settings.get("all_tokens") and view.stream is not None:
         return _logged_matrix(measure.name, representation,
                               _stream_matrix(measure.bind_stream(settings, shared), view.stream()))
-    rows = view.sample(settings.get("max_rows"), shared["seed"])
-    layers = [x[rows] for x in view.layers]
+    layers = view.subset(settings.get("max_rows"), shared["seed"]).layers
     if measure.all_pairs:
         return _logged_matrix(measure.name, representation, measure.bind_all_pairs(settings, shared)(layers))
     if measure.stream:
@@ -193,10 +271,16 @@ def _pair_matrix(measure, settings: dict, shared: dict, view: View, representati
     return matrix
 
 
-def _per_layer(name, representation, values) -> list[dict]:
-    """Tidy rows of per-layer values, each a number or an estimate with its interval (_estimate)."""
+def _per_layer(name, representation, values, layers=None) -> list[dict]:
+    """Tidy rows of per-layer values (at `layers`, every layer by default), each a number or an estimate with its
+    interval (_estimate)."""
+    layers = range(len(values)) if layers is None else layers
     return [{"representation": representation, "layer": layer, "measure": name,
-             **(v if isinstance(v, dict) else {"value": float(v)})} for layer, v in enumerate(values)]
+             **(v if isinstance(v, dict) else {"value": float(v)})} for layer, v in zip(layers, values)]
+
+
+def _layers(measure, view: "View") -> list[int]:
+    return [len(view.layers) - 1] if measure.top_layer else list(range(len(view.layers)))
 
 
 def _labelled(measure, compute, view: View, settings: dict, shared: dict, representation: str) -> list[dict]:
@@ -204,14 +288,17 @@ def _labelled(measure, compute, view: View, settings: dict, shared: dict, repres
     if y is None:
         log(f"{measure.name} {representation}: not measured, this probe set has no {measure.target} per row")
         return []
-    rows = view.sample(settings.get("max_rows"), shared["seed"])
+    if "head" in measure.shared and shared.get("head") is None:
+        log(f"{measure.name} {representation}: not measured, the pre-trained model has no task head")
+        return []
+    sub, layers = view.subset(settings.get("max_rows"), shared["seed"]), _layers(measure, view)
     results = [_estimate(measure, layer, len(view.layers), f"{representation} layer {layer}", compute,
-                         (x[rows], y[rows], view.groups[rows]), view.groups[rows], shared)
-               for layer, x in enumerate(view.layers)]
+                         (sub.layers[layer], sub.targets[measure.target], sub.groups), sub.groups, shared)
+               for layer in layers]
     if not measure.outputs:
-        return _per_layer(measure.name, representation, results)
+        return _per_layer(measure.name, representation, results, layers)
     return [row for name, output in zip(measure.names, measure.outputs) for row in _per_layer(
-        name, representation, [r[output] if isinstance(r, dict) else np.nan for r in results])]
+        name, representation, [r[output] if isinstance(r, dict) else np.nan for r in results], layers)]
 
 
 def walk_layers(get_view, chosen: dict, shared: dict) -> list[dict]:
@@ -227,10 +314,10 @@ def walk_layers(get_view, chosen: dict, shared: dict) -> list[dict]:
                 log(f"{measure.name} {representation}: not measured, this probe set has no {representation} rows")
                 continue
             if measure.takes == "layer":
-                compute, sample = measure.bind(settings, shared), view.sample(settings.get("max_rows"), shared["seed"])
+                compute, sub = measure.bind(settings, shared), view.subset(settings.get("max_rows"), shared["seed"])
                 rows += _per_layer(measure.name, representation, [
                     _estimate(measure, layer, len(view.layers), f"{representation} layer {layer}", compute,
-                              (x[sample],), view.groups[sample], shared) for layer, x in enumerate(view.layers)])
+                              (x,), sub.groups, shared) for layer, x in enumerate(sub.layers)])
             elif measure.takes == "labelled":
                 rows += _labelled(measure, measure.bind(settings, shared), view, settings, shared, representation)
             elif measure.takes == "pair":
@@ -239,13 +326,19 @@ def walk_layers(get_view, chosen: dict, shared: dict) -> list[dict]:
                 rows += [{"representation": representation, "layer": a, "layer_b": b, "measure": measure.name,
                           "value": matrix[a, b]} for a in range(len(matrix)) for b in range(len(matrix))]
             elif measure.takes == "derived":
-                values = [[r["value"] for r in rows if r["measure"] == name and r["representation"] == representation]
+                _settle(rows, shared)
+                inputs = [[r for r in rows if r["measure"] == name and r["representation"] == representation]
                           for name in measure.inputs]
-                if all(values):
-                    rows += _per_layer(measure.name, representation, measure.function(*values))
+                if all(inputs):
+                    rows += _per_layer(measure.name, representation,
+                                       [_derived(measure, parts, shared.get("n_boot", 0)) for parts in zip(*inputs)],
+                                       [r["layer"] for r in inputs[0]])
             else:
                 rows += _matrix_rows(measure, matrices.get((measure.inputs[0], representation)), representation)
         log(f"{measure.name}: {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    _settle(rows, shared)
+    log(f"intervals: {time.perf_counter() - started:.1f} s")
     return rows
 
 
@@ -290,7 +383,8 @@ def layer_metrics(activation_file, out, settings: dict, identity: dict, weights=
     """Every chosen measure of one activation file (settings: the config's `metrics` and resolved `measures`)."""
     with Activations(activation_file, expect=expected_provenance(identity, weights)) as act:
         _describe(act, settings)
-        shared = {**settings["metrics"], "probe_role": identity.get("probe_role")}
+        shared = {**settings["metrics"], "probe_role": identity.get("probe_role"),
+                  "head": None if weights is None else load_head(weights)}
         rows = walk_layers(views(act, shared), settings["measures"], shared)
         write_csv(_frame(rows, act, identity), out)
         log(f"wrote {len(rows)} values to {out}")
@@ -300,7 +394,7 @@ def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: 
             representation: str) -> list:
     """Per layer, a pair measure between two models (pre-trained and fine-tuned, or two seeds) on the same rows;
     with `bootstrap`, an interval from the same rows' sentences (the seeded sample when the value streams them all)."""
-    rows = base_view.sample(settings.get("max_rows"), shared["seed"])
+    base, tuned = (v.subset(settings.get("max_rows"), shared["seed"]) for v in (base_view, tuned_view))
     if measure.stream and settings.get("all_tokens") and base_view.stream is not None:
         streams = [measure.bind_stream(settings, shared)() for _ in base_view.layers]
         for a, b in zip(base_view.stream(), tuned_view.stream()):
@@ -311,18 +405,17 @@ def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: 
         if not measure.bootstrap:
             return values
         compute = measure.bind(settings, shared)
-        return [_interval(measure, layer, len(values), value, compute, (x[rows], y[rows]), base_view.groups[rows],
-                          shared)
-                for layer, (x, y, value) in enumerate(zip(base_view.layers, tuned_view.layers, values))]
+        return [_interval(measure, layer, len(values), value, compute, (x, y), base.groups, shared)
+                for layer, (x, y, value) in enumerate(zip(base.layers, tuned.layers, values))]
     if measure.all_pairs:
         compute = lambda x, y: measure.bind_all_pairs(settings, shared)([x, y])[0, 1]  # noqa: E731
     elif measure.stream:
         compute = lambda x, y: _stream_matrix(measure.bind_stream(settings, shared), [[x, y]])[0, 1]  # noqa: E731
     else:
         compute = measure.bind(settings, shared)
-    return [_estimate(measure, layer, len(base_view.layers), f"{representation} layer {layer}", compute,
-                      (x[rows], y[rows]), base_view.groups[rows], shared)
-            for layer, (x, y) in enumerate(zip(base_view.layers, tuned_view.layers))]
+    return [_estimate(measure, layer, len(base.layers), f"{representation} layer {layer}", compute, (x, y),
+                      base.groups, shared)
+            for layer, (x, y) in enumerate(zip(base.layers, tuned.layers))]
 
 
 def _pair_table(first: Activations, second: Activations, out, settings: dict, identity: dict, wanted, name) -> None:
@@ -343,6 +436,9 @@ def _pair_table(first: Activations, second: Activations, out, settings: dict, id
                              second_views(representation), representation)
             rows += _per_layer(name(measure.name), representation, values)
         log(f"{measure.name}: {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    _settle(rows, shared)
+    log(f"intervals: {time.perf_counter() - started:.1f} s")
     write_csv(_frame(rows, second, identity), out)
     log(f"wrote {len(rows)} values to {out}")
 

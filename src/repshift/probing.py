@@ -26,17 +26,6 @@ def _check_features(X: np.ndarray, name: str) -> np.ndarray:
     return X
 
 
-def _encode_labels(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Map training labels to 0..k-1 and test labels to the same codes, -1 if unseen.
-    Return (train codes, test codes, k); raise ValueError if training has one class."""
-    classes, train_codes = np.unique(y_train, return_inverse=True)
-    if classes.size < 2:
-        raise ValueError("Training labels contain a single class; a probe needs at least two.")
-    position = np.clip(np.searchsorted(classes, y_test), 0, classes.size - 1)
-    test_codes = np.where(classes[position] == y_test, position, -1)
-    return train_codes, test_codes, classes.size
-
-
 def _standardise(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centre and scale both arrays by the training mean and standard deviation.
     Constant training features are only centred."""
@@ -67,15 +56,14 @@ def _fit_softmax(X: torch.Tensor, y: torch.Tensor, k: int, l2: float, seed: int,
     return W.detach(), b.detach()
 
 
-def linear_probe_accuracy(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
-                          y_test: np.ndarray, l2: float = 1e-3, seed: int = 0,
-                          max_iter: int = 200) -> float:
-    """Held-out accuracy of an L2-penalised multinomial logistic regression probe.
-    Features are standardised with training statistics; test labels unseen in training count as errors."""
+def linear_probe_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, l2: float = 1e-3,
+                         seed: int = 0, max_iter: int = 200) -> np.ndarray:
+    """Labels an L2-penalised multinomial logistic regression probe fit on (X_train, y_train) predicts for X_test.
+    Features are standardised with training statistics; the probe is fit by _fit_softmax."""
     X_train = _check_features(X_train, "X_train")
     X_test = _check_features(X_test, "X_test")
-    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
-    if y_train.shape != X_train.shape[:1] or y_test.shape != X_test.shape[:1]:
+    y_train = np.asarray(y_train)
+    if y_train.shape != X_train.shape[:1]:
         raise ValueError("Labels must be 1-D with one entry per feature row.")
     if X_train.shape[1] != X_test.shape[1]:
         raise ValueError("X_train and X_test must have the same number of features.")
@@ -83,12 +71,24 @@ def linear_probe_accuracy(X_train: np.ndarray, y_train: np.ndarray, X_test: np.n
         raise ValueError("The test set is empty.")
     if not l2 > 0:
         raise ValueError("l2 must be positive.")
-    train_codes, test_codes, k = _encode_labels(y_train, y_test)
+    classes, train_codes = np.unique(y_train, return_inverse=True)
+    if classes.size < 2:
+        raise ValueError("Training labels contain a single class; a probe needs at least two.")
     Z_train, Z_test = _standardise(X_train, X_test)
     W, b = _fit_softmax(torch.from_numpy(Z_train.astype(np.float32)),
-                        torch.from_numpy(train_codes), k, l2, seed, max_iter)
-    predicted = (torch.from_numpy(Z_test.astype(np.float32)) @ W + b).argmax(dim=1).numpy()
-    return float(np.mean(predicted == test_codes))
+                        torch.from_numpy(train_codes), classes.size, l2, seed, max_iter)
+    return classes[(torch.from_numpy(Z_test.astype(np.float32)) @ W + b).argmax(dim=1).numpy()]
+
+
+def linear_probe_accuracy(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
+                          y_test: np.ndarray, l2: float = 1e-3, seed: int = 0,
+                          max_iter: int = 200) -> float:
+    """Held-out accuracy of the probe of linear_probe_predict; test labels unseen in training count as errors.
+    acc = mean_i [predicted_i = y_test_i]."""
+    y_test = np.asarray(y_test)
+    if y_test.shape != np.shape(X_test)[:1]:
+        raise ValueError("Labels must be 1-D with one entry per feature row.")
+    return float(np.mean(linear_probe_predict(X_train, y_train, X_test, l2, seed, max_iter) == y_test))
 
 
 def probe_layers(layers: Sequence[np.ndarray] | np.ndarray, labels: np.ndarray,
@@ -148,11 +148,63 @@ def split_indices(n: int, test_fraction: float, seed: int,
     return np.flatnonzero(~in_test), np.flatnonzero(in_test)
 
 
-def probe_accuracy(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, seed: int = 0,
-                   probe_test_fraction: float = 0.25, probe_l2: float = 1e-3, probe_iterations: int = 100) -> float:
-    """Held-out accuracy of a linear probe on X for labels y, on a seeded split that keeps each group on one side.
-    acc = mean[argmax(W z + b) = y] over the test rows, (W, b) fit on the train rows (see linear_probe_accuracy)."""
+def held_out_correct(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, seed: int = 0,
+                     probe_test_fraction: float = 0.25, probe_l2: float = 1e-3,
+                     probe_iterations: int = 100) -> np.ndarray:
+    """Per row, 1 where the probe fit on the other side of a seeded group split predicts its label, 0 where not,
+    NaN on the training rows; the mean of the scored rows is the held-out accuracy (linear_probe_predict)."""
     X, y = np.asarray(X), np.asarray(y)
     train, test = split_indices(len(y), probe_test_fraction, seed, groups=groups)
-    return linear_probe_accuracy(X[train], y[train], X[test], y[test], l2=probe_l2, seed=seed,
-                                 max_iter=probe_iterations)
+    scores = np.full(len(y), np.nan)
+    scores[test] = linear_probe_predict(X[train], y[train], X[test], l2=probe_l2, seed=seed,
+                                        max_iter=probe_iterations) == y[test]
+    return scores
+
+
+def _folds(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded stratified folds that keep each group on one side; ValueError when a class has too few groups."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    per_class = [np.unique(groups[y == c]).size for c in np.unique(y)]
+    if min(per_class) < n_folds:
+        raise ValueError(f"a class has {min(per_class)} groups, fewer than the {n_folds} cross-validation folds")
+    return list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(y, y, groups))
+
+
+def _fit_predict(X_train, y_train, X_test, l2: float, max_iter: int) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    Z_train, Z_test = _standardise(X_train, X_test)
+    model = LogisticRegression(C=1 / (l2 * len(y_train)), max_iter=max_iter)
+    return model.fit(Z_train, y_train).predict(Z_test)
+
+
+def cross_validated_correct(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, folds: int = 5,
+                            l2_grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0), seed: int = 0,
+                            probe_iterations: int = 100, features=None) -> np.ndarray:
+    """Per row, 1 where the probe of the outer fold that holds it out predicts its label, else 0 (every row scored).
+    Each fold's L2 penalty (objective of the module docstring) maximises accuracy over inner folds of its training
+    rows (nested cross-validation), so the reported accuracy never saw the rows that chose it. features(train,
+    test) -> (train matrix, test matrix) is a preprocessing step fit on the training rows only (default: X's rows);
+    one fit on all rows would leak the held-out rows into it (a projection fit on every row can make a probe
+    score below chance)."""
+    y = np.asarray(y)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    if features is None:
+        X = _check_features(X, "X")
+        if X.shape[:1] != y.shape:
+            raise ValueError("y must be 1-D with one entry per row of X.")
+        features = lambda train, test: (X[train], X[test])  # noqa: E731
+    if groups.shape != y.shape:
+        raise ValueError("groups must be 1-D with one entry per label.")
+    if np.unique(y).size < 2:
+        raise ValueError("y holds a single class; a probe needs at least two.")
+    scores = np.zeros(len(y))
+    for train, test in _folds(y, groups, folds, seed):
+        F_train, F_test = features(train, test)
+        inner = _folds(y[train], groups[train], max(2, folds - 2), seed)
+        accuracy = [np.mean([np.mean(_fit_predict(F_train[a], y[train][a], F_train[b], l2, probe_iterations)
+                                     == y[train][b]) for a, b in inner]) for l2 in l2_grid]
+        best = l2_grid[int(np.argmax(accuracy))]
+        scores[test] = _fit_predict(F_train, y[train], F_test, best, probe_iterations) == y[test]
+    return scores

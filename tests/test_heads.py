@@ -1,0 +1,44 @@
+"""The task head read from model.safetensors gives the logits transformers' own model computes from the same
+top-layer [CLS] vectors."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    AlbertConfig,
+    AlbertForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+from repshift.errors import UserError
+from repshift.heads import load_head
+
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+         "num_labels": 3, "vocab_size": 100}
+
+
+@pytest.mark.parametrize("make", [
+    lambda: BertForSequenceClassification(BertConfig(**SMALL)),
+    lambda: RobertaForSequenceClassification(RobertaConfig(**SMALL, pad_token_id=1)),
+    lambda: AlbertForSequenceClassification(AlbertConfig(**SMALL, embedding_size=16)),
+])
+def test_head_matches_the_model_logits(make, tmp_path):
+    torch.manual_seed(0)
+    model = make().eval()
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    ids = torch.randint(5, 100, (4, 7))
+    with torch.no_grad():
+        out = model(input_ids=ids, output_hidden_states=True)
+    cls = out.hidden_states[-1][:, 0].numpy()
+    assert np.allclose(load_head(tmp_path / "model.safetensors")(cls), out.logits.numpy(), atol=1e-5)
+
+
+def test_weights_without_a_head_are_named(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"bert.encoder.weight": np.zeros((2, 2), np.float32)}, tmp_path / "model.safetensors")
+    with pytest.raises(UserError, match="model.safetensors: no sequence-classification head"):
+        load_head(tmp_path / "model.safetensors")
