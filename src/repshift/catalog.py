@@ -29,7 +29,6 @@ between two fine-tuning seeds (the noise floor of a pre-trained vs fine-tuned ch
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -37,27 +36,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .lazy import Deferred
+
 if TYPE_CHECKING:  # read by provenance.code_version: a rule that walks the catalog reruns when these change
     from . import cca, directprobe, isotropy, kernels, neighbours, probing, shape, similarity
 
 
-class _Deferred:
-    """A measure module whose functions import it on first call: the config check reads the catalog without
-    importing torch and scikit-learn."""
-
-    def __init__(self, module: str):
-        self.module = module
-
-    def __getattr__(self, name: str) -> Callable:
-        def call(*args, **kwargs):
-            return getattr(importlib.import_module(f"repshift.{self.module}"), name)(*args, **kwargs)
-
-        call.__qualname__ = f"{self.module}.{name}"
-        return call
-
-
 cca, directprobe, isotropy, kernels, neighbours, probing, shape, similarity = map(
-    _Deferred, ("cca", "directprobe", "isotropy", "kernels", "neighbours", "probing", "shape", "similarity"))
+    Deferred, ("cca", "directprobe", "isotropy", "kernels", "neighbours", "probing", "shape", "similarity"))
 
 KINDS = ("score", "similarity", "distance")
 TAKES = ("layer", "labelled", "pair", "derived", "matrix")

@@ -5,10 +5,14 @@ import json
 import sys
 
 from .errors import UserError
+from .lazy import Deferred
 
 
 def _steps():
-    from . import activations, baselines, claims, data, figures, finetune, metrics, readme, tables
+    """Each step imports only the modules it runs (a metrics job loads no torch or transformers)."""
+    activations, baselines, claims, data, figures, finetune, metrics, readme, tables = (
+        Deferred(name) for name in ("activations", "baselines", "claims", "data", "figures", "finetune", "metrics",
+                                 "readme", "tables"))
 
     return {
         "fetch-corpora": lambda a: data.fetch_pattern(a.files, a.dest, **a.settings),

@@ -4,15 +4,19 @@ The probe minimises mean softmax cross-entropy + (l2 / 2) * ||W||_F^2 (the
 intercept is not penalised) on features standardised with training statistics
 in float64, then fitted in float32 by full-batch L-BFGS.
 This is sklearn's ``LogisticRegression(C=1 / (l2 * n_train))`` with more than two
-classes, since sklearn minimises C * sum(cross-entropy) + ||W||_F^2 / 2.
+classes, since sklearn minimises C * sum(cross-entropy) + ||W||_F^2 / 2. The
+cross-validated probe fits that sklearn model with the same objective.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _check_features(X: np.ndarray, name: str) -> np.ndarray:
@@ -39,6 +43,8 @@ def _fit_softmax(X: torch.Tensor, y: torch.Tensor, k: int, l2: float, seed: int,
                  max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit softmax regression weights (d, k) and intercept (k,) by full-batch L-BFGS.
     Minimises mean cross-entropy + (l2 / 2) * ||W||^2 from a seeded small random start."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     W = (1e-3 * torch.randn(X.shape[1], k, generator=generator, dtype=X.dtype)).requires_grad_()
     b = torch.zeros(k, dtype=X.dtype, requires_grad=True)
@@ -71,6 +77,8 @@ def linear_probe_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.nd
         raise ValueError("The test set is empty.")
     if not l2 > 0:
         raise ValueError("l2 must be positive.")
+    import torch
+
     classes, train_codes = np.unique(y_train, return_inverse=True)
     if classes.size < 2:
         raise ValueError("Training labels contain a single class; a probe needs at least two.")
