@@ -171,6 +171,19 @@ def test_forgetting_is_the_largest_fall_over_layers():
     assert verdicts(table(pos))[0]["C10"] == FAILS
 
 
+def test_forgetting_reads_each_replicate_s_largest_fall_over_layers():
+    """Replicate b's fall is the largest over layers of that draw's paired difference: a fall of 0.03 at one layer
+    whose draws reach 0.07 is inconclusive against the 0.05 threshold, though each layer's mean is below it."""
+    spread = np.linspace(-0.04, 0.04, 41)
+    draws = {(v, layer): 0.9 + (spread if (v, layer) == ("t-s0", LAYERS - 1) else 0 * spread)
+             for v in ("base", "t-s0") for layer in range(LAYERS)}
+    pos = rows("pos_probe_accuracy", "pos", "word", [0.9] * LAYERS, [0.9, 0.9, 0.9, 0.87],
+               replicates={key: value - (0.03 if key == ("t-s0", LAYERS - 1) else 0.0) for key, value in draws.items()})
+    result, claims = verdicts(table(pos))
+    assert result["C10"] == INCONCLUSIVE
+    assert claims.loc["C10", "ci_high"] == pytest.approx(0.07, abs=2e-3)
+
+
 def test_block_diagonality_is_judged_per_seed_then_over_seeds():
     frame = table(rows("block_diagonality_linear_cka", "dev-t", "cls", [0.1], [0.3], [0.35], [0.32]))
     result, claims = verdicts(frame)

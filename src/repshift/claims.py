@@ -214,9 +214,22 @@ def at_layer(rows: pd.DataFrame, layer: str | int = "top") -> Estimate:
     return rows_estimate(rows[rows["layer"] == layer])
 
 
-def per_seed(rows: pd.DataFrame, function) -> list[float]:
-    """function(one seed's rows) for each fine-tuned seed."""
-    return [function(part) for _, part in rows.groupby("variant")]
+def largest_fall(base: pd.DataFrame, tuned: pd.DataFrame) -> Estimate:
+    """The largest fall over layers from the pre-trained to each fine-tuned seed's values, averaged over seeds; per
+    replicate (the same sentence draws for both models) where every row has them."""
+    def by_layer(rows):
+        rows = rows.sort_values("layer")
+        draws = [_parse_replicates(r) for r in rows.get("replicates", pd.Series([None] * len(rows)))]
+        paired = all(d is not None for d in draws) and len({len(d) for d in draws}) == 1
+        return rows["value"].to_numpy(), np.vstack(draws) if paired else None
+
+    before, before_draws = by_layer(base)
+    values, draws = [], []
+    for _, part in tuned.groupby("variant"):
+        after, after_draws = by_layer(part)
+        values.append(float((before - after).max()))
+        draws.append(None if before_draws is None or after_draws is None else (before_draws - after_draws).max(0))
+    return seed_estimate(values, None if any(d is None for d in draws) else np.vstack(draws))
 
 
 def interval(estimate: Estimate) -> tuple[float, float]:
@@ -378,9 +391,7 @@ def merchant_claims(frame: pd.DataFrame, training: pd.DataFrame, task: str) -> l
     if pos["base"].empty or pos["tuned"].empty:
         rows.append(claim_row("C10", Estimate(np.nan), "no POS probe"))
     else:
-        base = pos["base"].set_index("layer")["value"]
-        falls = seed_estimate(per_seed(pos["tuned"], lambda part: float(
-            (base - part.set_index("layer")["value"]).max())))
+        falls = largest_fall(pos["base"], pos["tuned"])
         rows.append(claim_row("C10", falls, f"largest POS-probe accuracy fall over layers {falls.value:+.3f}"
                                             f"{_ci(falls)}", np.nan, falls.value))
     out_domain = at_layer(layer_rows(frame, versus(RSA), OUT_OF_DOMAIN, task, "token", "tuned"))
