@@ -102,3 +102,20 @@ def test_a_frozen_probe_reads_a_label_that_is_one_word_away(baselines):
     """The tiny task's label is decided by one sentiment word: even a random encoder's embeddings carry it."""
     record, _ = baselines
     assert record["frozen_probe_accuracy"][0] > record["majority_accuracy"] + 0.1
+
+
+def test_layer_drop_in_one_pass_equals_running_the_truncated_model(tiny_assets, task_file, tmp_path):
+    import torch
+
+    trained(tiny_assets, task_file, tmp_path / "ft", {**SETTINGS, "epochs": 2, "patience": None})
+    out = tmp_path / "drop.csv"
+    finetuning.layer_drop(tmp_path / "ft", task_file, out, SETTINGS, 1, {"variant": "sent-s0"})
+    task = json.loads(task_file.read_text())
+    model = finetuning.load_encoder(tmp_path / "ft", classifier_labels=len(task["label_names"])).eval()
+    tokenizer = finetuning.load_tokenizer(tmp_path / "ft")
+    blocks = list(model.base_model.encoder.layer)
+    for dropped, accuracy in pd.read_csv(out).set_index("layers_dropped")["dev_accuracy"].items():
+        model.base_model.encoder.layer = torch.nn.ModuleList(blocks[: len(blocks) - dropped])
+        truncated = finetuning.evaluate(model, tokenizer, task["dev"]["text"], task["dev"]["label"], SETTINGS,
+                                         finetuning.select_device(1))
+        assert accuracy == truncated, dropped

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .heads import load_head
 from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device
 from .progress import progress
 from .provenance import atomic_path, file_sha256, settings_hash, write_json
@@ -223,20 +224,29 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
 
 
 def layer_drop(model_dir, task_file, out, settings: dict, threads: int, provenance: dict) -> None:
-    """Dev accuracy of the fine-tuned classifier applied to layer L-k's output, k = 0..L-1, with no re-tuning."""
+    """Dev accuracy of the fine-tuned classifier applied to layer L-k's output, k = 0..L-1, with no re-tuning.
+    One forward pass gives every depth: the first L-k blocks compute the same states with or without the blocks
+    above them, and the head (heads.load_head) reads each layer's [CLS]."""
     import pandas as pd
     import torch
 
     task = json.loads(Path(task_file).read_text())
     device = select_device(threads)
     tokenizer = load_tokenizer(model_dir)
-    model = load_encoder(model_dir, classifier_labels=len(task["label_names"])).to(device)
-    _, blocks = encoder_layers(model)
-    kept = list(blocks)
-    rows = []
-    for dropped in range(len(kept)):
-        model.base_model.encoder.layer = torch.nn.ModuleList(kept[: len(kept) - dropped])
-        accuracy = evaluate(model, tokenizer, task["dev"]["text"], task["dev"]["label"], settings, device)
-        rows.append({"layers_dropped": dropped, "layers_kept": len(kept) - dropped, "dev_accuracy": accuracy})
-        print(f"top {dropped} layers dropped: dev accuracy {accuracy:.4f}", flush=True)
+    model = load_encoder(model_dir, classifier_labels=len(task["label_names"])).to(device).eval()
+    head = load_head(Path(model_dir) / "model.safetensors")
+    n_blocks = len(encoder_layers(model)[1])
+    ids, lengths = encode(tokenizer, task["dev"]["text"], settings["max_length"])
+    labels = np.asarray(task["dev"]["label"])
+    correct = np.zeros(n_blocks, dtype=int)
+    with torch.inference_mode(), autocast(device):
+        for rows in batches(lengths, settings["eval_batch_size"], None):
+            states = model.base_model(**collate(tokenizer, ids, rows, device), output_hidden_states=True).hidden_states
+            for dropped in range(n_blocks):
+                logits = head(states[n_blocks - dropped][:, 0].float().cpu().numpy())
+                correct[dropped] += int((logits.argmax(axis=1) == labels[rows]).sum())
+    rows = [{"layers_dropped": dropped, "layers_kept": n_blocks - dropped, "dev_accuracy": correct[dropped] / len(ids)}
+            for dropped in range(n_blocks)]
+    for row in rows:
+        print(f"top {row['layers_dropped']} layers dropped: dev accuracy {row['dev_accuracy']:.4f}", flush=True)
     write_csv(pd.DataFrame(rows).assign(**provenance), out)
