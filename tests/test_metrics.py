@@ -4,7 +4,7 @@ synthetic views (no activation file)."""
 import numpy as np
 import pytest
 
-from repshift import catalog, isotropy
+from repshift import catalog
 from repshift.metrics import View, walk_layers
 from repshift.uncertainty import percentile_interval, sentence_resamples
 
@@ -27,22 +27,24 @@ def walk(names, view, shared=SHARED):
     return walk_layers(lambda representation: view, chosen, shared)
 
 
+SHARED_WORK = ["top_pc_variance_ratio", "dominant_directions", "frequency_pc1_abs_spearman", "isoscore",
+               "average_cosine", "rogue_top1_share"]
+
+
 def test_every_layer_of_a_bootstrap_measure_gets_the_interval_of_its_own_recomputation():
+    """Measures of one resample share its copy and what isotropy computes from it once; each replicate must still
+    equal the measure recomputed alone on that resample."""
     view = token_view()
-    rows = walk(["top_pc_variance_ratio", "dominant_directions", "frequency_pc1_abs_spearman"], view)
+    rows = walk(SHARED_WORK, view)
     draws = sentence_resamples(view.groups, SHARED["n_boot"], SHARED["seed"])
     for row in rows:
-        x = view.layers[row["layer"]]
-        if row["measure"] == "top_pc_variance_ratio":
-            expected = [isotropy.top_pc_ratio(x[d]) for d in draws]
-        elif row["measure"] == "dominant_directions":
-            expected = [isotropy.dominant_directions(x[d]) for d in draws]
-        else:
-            y = view.targets["frequency"]
-            expected = [abs(isotropy.frequency_pc_correlation(x[d], y[d], 1)[0]) for d in draws]
-        assert np.allclose(np.array(row["replicates"].split(), dtype=float), expected, rtol=1e-5)
+        measure = catalog.get(row["measure"])
+        compute = measure.bind(measure.settings, SHARED)
+        x, y = view.layers[row["layer"]], view.targets["frequency"]
+        expected = [compute(x[d], y[d], view.groups[d]) if measure.target else compute(x[d]) for d in draws]
+        assert np.allclose(np.array(row["replicates"].split(), dtype=float), expected, rtol=1e-5), row["measure"]
         assert (row["ci_low"], row["ci_high"]) == pytest.approx(percentile_interval(expected), rel=1e-5)
-    assert len(rows) == 3 * LAYERS
+    assert len(rows) == len(SHARED_WORK) * LAYERS
 
 
 def test_claims_layers_only_by_default_and_none_without_n_boot():

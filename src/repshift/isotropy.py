@@ -46,30 +46,42 @@ def _gram_eig(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 _SHARED: dict = {}
+_ON = "on"
 
 
 @contextlib.contextmanager
 def sharing_decompositions():
-    """Inside the block, consecutive _pca calls on the same array object compute it once: the measures of one
-    bootstrap replicate read one resampled copy (metrics._settle). Arrays must not change inside the block."""
-    _SHARED["on"] = True
+    """Inside the block, a decomposition (_pca) or pair sample (_cosine_contributions) of an array is computed once
+    for consecutive calls on the same array object: the measures of one bootstrap replicate read one resampled copy
+    (metrics._settle). Arrays must not change inside the block."""
+    _SHARED[_ON] = True
     try:
         yield
     finally:
         _SHARED.clear()
 
 
+def _once(key, X: np.ndarray, compute):
+    """compute(), remembered under `key` for the last X inside sharing_decompositions()."""
+    slot = _SHARED.get(key)
+    if slot is not None and slot[0] is X:
+        return slot[1]
+    result = compute()
+    if _SHARED.get(_ON):
+        _SHARED[key] = (X, result)
+    return result
+
+
 def _pca(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Variances along the principal directions (descending) and those directions (columns).
     Eigendecomposition of the covariance (X - mean)^T (X - mean) / (n - 1); raise ValueError if it is 0."""
-    if _SHARED.get("input") is X:
-        return _SHARED["output"]
-    values, vectors = _gram_eig(X - X.mean(axis=0))
-    if values.sum() == 0:
-        raise ValueError("X has zero variance: all rows are identical.")
-    if _SHARED.get("on"):
-        _SHARED.update(input=X, output=(values / (X.shape[0] - 1), vectors))
-    return values / (X.shape[0] - 1), vectors
+    def compute():
+        values, vectors = _gram_eig(X - X.mean(axis=0))
+        if values.sum() == 0:
+            raise ValueError("X has zero variance: all rows are identical.")
+        return values / (X.shape[0] - 1), vectors
+
+    return _once("pca", X, compute)
 
 
 def _kmeans_labels(X: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
@@ -83,16 +95,20 @@ def _cosine_contributions(X: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
     """Per-coordinate contribution to the mean cosine of random pairs of distinct rows.
     CC_i = mean over pairs (u, v) of u_i v_i / (|u| |v|); sum_i CC_i is the average cosine."""
     n_pairs = _check_count("n_pairs", n_pairs, 1, np.inf)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ValueError("X has an all-zero row, whose cosine similarity is undefined.")
-    rng = np.random.default_rng(seed)
-    first = rng.integers(0, X.shape[0], n_pairs)
-    second = rng.integers(0, X.shape[0] - 1, n_pairs)
-    second += second >= first
-    unit = X / norms
-    pairs = coo_matrix((np.ones(n_pairs), (first, second)), shape=(X.shape[0],) * 2).tocsr()
-    return (unit * (pairs @ unit)).sum(axis=0) / n_pairs
+
+    def compute():
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise ValueError("X has an all-zero row, whose cosine similarity is undefined.")
+        rng = np.random.default_rng(seed)
+        first = rng.integers(0, X.shape[0], n_pairs)
+        second = rng.integers(0, X.shape[0] - 1, n_pairs)
+        second += second >= first
+        unit = X / norms
+        pairs = coo_matrix((np.ones(n_pairs), (first, second)), shape=(X.shape[0],) * 2).tocsr()
+        return (unit * (pairs @ unit)).sum(axis=0) / n_pairs
+
+    return _once(("cosine", n_pairs, seed), X, compute)
 
 
 def partition_isotropy(X: np.ndarray, centre: bool = False) -> float:

@@ -170,12 +170,15 @@ def held_out_correct(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = N
 
 
 def _folds(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Seeded stratified folds that keep each group on one side; ValueError when a class has too few groups."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    """Seeded stratified folds that keep each group on one side (plain stratified folds when every row is its own
+    group: the same guarantee, without StratifiedGroupKFold's search); ValueError when a class has too few groups."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     per_class = [np.unique(groups[y == c]).size for c in np.unique(y)]
     if min(per_class) < n_folds:
         raise ValueError(f"a class has {min(per_class)} groups, fewer than the {n_folds} cross-validation folds")
+    if np.unique(groups).size == len(groups):
+        return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(y, y))
     return list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(y, y, groups))
 
 
