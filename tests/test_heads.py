@@ -42,3 +42,16 @@ def test_weights_without_a_head_are_named(tmp_path):
     save_file({"bert.encoder.weight": np.zeros((2, 2), np.float32)}, tmp_path / "model.safetensors")
     with pytest.raises(UserError, match="model.safetensors: no sequence-classification head"):
         load_head(tmp_path / "model.safetensors")
+
+
+def test_a_model_without_a_known_head_leaves_only_the_head_measures_out(tmp_path):
+    from safetensors.numpy import save_file
+
+    from repshift.metrics import View, _head, walk_layers
+
+    save_file({"bert.encoder.weight": np.zeros((2, 2), np.float32)}, tmp_path / "model.safetensors")
+    shared = {"seed": 0, "n_boot": 0, "layer_by_layer": [], **_head(tmp_path / "model.safetensors")}
+    assert shared["head"] is None and "no sequence-classification head" in shared["no_head"]
+    labels = np.arange(40) % 2
+    view = View([np.random.default_rng(0).normal(size=(40, 3)) + labels[:, None]], {"label": labels}, np.arange(40))
+    assert walk_layers(lambda representation: view, {"head_accuracy": {}}, shared) == []

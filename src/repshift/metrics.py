@@ -289,7 +289,7 @@ def _labelled(measure, compute, view: View, settings: dict, shared: dict, repres
         log(f"{measure.name} {representation}: not measured, this probe set has no {measure.target} per row")
         return []
     if "head" in measure.shared and shared.get("head") is None:
-        log(f"{measure.name} {representation}: not measured, the pre-trained model has no task head")
+        log(f"{measure.name} {representation}: not measured, {shared.get('no_head', 'no task head')}")
         return []
     sub, layers = view.subset(settings.get("max_rows"), shared["seed"]), _layers(measure, view)
     results = [_estimate(measure, layer, len(view.layers), f"{representation} layer {layer}", compute,
@@ -379,12 +379,22 @@ def _describe(act: Activations, settings: dict) -> None:
     log(f"settings: {settings['metrics']}; measures: {', '.join(settings['measures'])}")
 
 
+def _head(weights) -> dict:
+    """The fine-tuned model's task head for the measures that read it, or why there is none (those measures are
+    then left out, the rest of the step runs)."""
+    if weights is None:
+        return {"head": None, "no_head": "the pre-trained model has no task head"}
+    try:
+        return {"head": load_head(weights)}
+    except UserError as missing:
+        return {"head": None, "no_head": str(missing)}
+
+
 def layer_metrics(activation_file, out, settings: dict, identity: dict, weights=None) -> None:
     """Every chosen measure of one activation file (settings: the config's `metrics` and resolved `measures`)."""
     with Activations(activation_file, expect=expected_provenance(identity, weights)) as act:
         _describe(act, settings)
-        shared = {**settings["metrics"], "probe_role": identity.get("probe_role"),
-                  "head": None if weights is None else load_head(weights)}
+        shared = {**settings["metrics"], "probe_role": identity.get("probe_role"), **_head(weights)}
         rows = walk_layers(views(act, shared), settings["measures"], shared)
         write_csv(_frame(rows, act, identity), out)
         log(f"wrote {len(rows)} values to {out}")
