@@ -12,6 +12,7 @@ how far the values differ) and writes the same rows as CSV. Sections:
   rsa         similarity.rsa vs rsatoolbox (cosine RDMs, Pearson and Spearman)
   isoscore    isotropy.isoscore vs the IsoScore package
   probes      probing.probe_layers vs scikit-learn LogisticRegression on the same standardised features
+  layerdrop   finetune.layer_drop (one forward pass for every depth) vs the truncation loop, one pass per depth
   memory      peak RSS of the metrics step on synthetic activation files of growing size (one subprocess each)
   streaming   exact linear CKA over every token of those files (Activations.token_blocks + similarity.CKAStream):
               peak RSS and time per token at 10^5 and 10^6 tokens, against the default's 8,000-token sample,
@@ -59,7 +60,7 @@ import numpy as np  # noqa: E402
 from dry_run import parse_dry_run  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "memory", "streaming", "workflow")
+SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "layerdrop", "memory", "streaming", "workflow")
 COLUMNS = ["section", "benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds", "load",
            "max_abs_diff", "max_rel_diff", "note"]
 
@@ -568,6 +569,52 @@ def bench_probes(sizes: Sizes, state: dict) -> list[dict]:
                 ours_t, ref_t, "s", ref_t / ours_t, "", "", a, r,
                 f"accuracies: repshift {np.round(ours, 3).tolist()}, sklearn {np.round(ref, 3).tolist()}; "
                 "same objective (C = 1/(l2 n_train)), max_iter 200 each")]
+
+
+def bench_layerdrop(sizes: Sizes, work: Path) -> list[dict]:
+    """finetune.layer_drop (one forward pass, the head reading every layer's [CLS]) against the truncation loop it
+    replaced (one pass per depth through the kept blocks), each loading the model, on a classifier whose head is
+    seeded at random: the accuracies must agree, whatever they are."""
+    import pandas as pd
+    import torch
+
+    from repshift import finetune
+    from repshift.models import load_encoder, load_tokenizer, resolve_model
+
+    words, _ = probe_sentences(sizes.sentences)
+    texts = [" ".join(sentence) for sentence in words]
+    labels = [i % 2 for i in range(len(texts))]
+    resolved, model_dir = resolve_model(MODEL_ID), work / "layerdrop-model"
+    torch.manual_seed(0)
+    load_encoder(resolved.path, classifier_labels=2).save_pretrained(model_dir, safe_serialization=True)
+    load_tokenizer(resolved.path).save_pretrained(model_dir)
+    task_file, out = work / "layerdrop-task.json", work / "layerdrop.csv"
+    task_file.write_text(json.dumps({"label_names": ["a", "b"], "dev": {"text": texts, "label": labels}}))
+    settings = {"max_length": 64, "eval_batch_size": 64}
+
+    def one_pass():
+        with contextlib.redirect_stdout(io.StringIO()):
+            finetune.layer_drop(model_dir, task_file, out, settings, sizes.threads, {})
+        return pd.read_csv(out)["dev_accuracy"].to_numpy()
+
+    def truncation_loop():
+        device = finetune.select_device(sizes.threads)
+        model = finetune.load_encoder(model_dir, classifier_labels=2).to(device)
+        tokenizer = finetune.load_tokenizer(model_dir)
+        blocks = list(model.base_model.encoder.layer)
+        accuracies = []
+        for dropped in range(len(blocks)):
+            model.base_model.encoder.layer = torch.nn.ModuleList(blocks[: len(blocks) - dropped])
+            accuracies.append(finetune.evaluate(model, tokenizer, texts, labels, settings, device))
+        return np.array(accuracies)
+
+    one_pass()
+    ours_t, ours = timed(one_pass, sizes.repeat)
+    ref_t, ref = timed(truncation_loop, sizes.repeat)
+    a, r = rel_diff(ours, ref)
+    return [row("layerdrop", "layer drop, every depth: finetune.layer_drop (one pass) vs the truncation loop",
+                f"{len(texts)} dev sentences, {len(ours)} depths", ours_t, ref_t, "s", ref_t / ours_t, ">= 2",
+                check(ref_t / ours_t, ">= 2"), a, r, f"accuracies {np.round(ours, 3).tolist()}; each loads the model")]
 
 
 # ---------------------------------------------------------------------------------------------- 4. memory
@@ -1082,6 +1129,7 @@ def run(sizes: Sizes, sections=SECTIONS, work: Path | None = None, log=sys.stdou
         "rsa": lambda: bench_rsa(sizes, state),
         "isoscore": lambda: bench_isoscore(sizes, state),
         "probes": lambda: bench_probes(sizes, state),
+        "layerdrop": lambda: bench_layerdrop(sizes, work),
         "memory": lambda: bench_memory(sizes, work),
         "streaming": lambda: bench_streaming(sizes, work),
         "workflow": lambda: bench_workflow(sizes, work),

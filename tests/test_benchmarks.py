@@ -20,8 +20,8 @@ pytest.importorskip("IsoScore")
 
 import run  # noqa: E402  (benchmarks/run.py)
 
-EXPECTED = {"extraction": 5, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "memory": 3, "streaming": 11,
-            "workflow": 3}
+EXPECTED = {"extraction": 5, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "layerdrop": 1, "memory": 3,
+            "streaming": 11, "workflow": 3}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,11 @@ def test_table_has_every_row_with_numbers(table):
         assert len(rows) == count, (section, [r["benchmark"] for r in rows])
         for r in rows:
             assert number(r["repshift"]) > 0, r
+
+
+def test_layer_drop_in_one_pass_gives_the_truncation_loop_s_accuracies(table):
+    (r,) = rows_of(table, "layerdrop")
+    assert number(r["max_abs_diff"]) == 0, r
 
 
 def test_cka_matches_every_reference_to_1e_6(table):
