@@ -84,11 +84,11 @@ def _pca(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _once("pca", X, compute)
 
 
-def _kmeans_labels(X: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
-    """k-means++ cluster labels of the rows of X, best of _KMEANS_N_INIT seeded runs.
+def _kmeans(X: np.ndarray, n_clusters: int, seed: int, n_init: int = _KMEANS_N_INIT) -> KMeans:
+    """k-means++ fit to the rows of X, best of n_init seeded runs (labels_ holds each row's cluster).
     Raise ValueError unless 1 <= n_clusters <= number of rows."""
     n_clusters = _check_count("n_clusters", n_clusters, 1, X.shape[0])
-    return KMeans(n_clusters=n_clusters, n_init=_KMEANS_N_INIT, random_state=seed).fit_predict(X)
+    return KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(X)
 
 
 def _cosine_contributions(X: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
@@ -217,7 +217,7 @@ def cluster_purity(X: np.ndarray, groups: np.ndarray, n_clusters: int, seed: int
     groups = np.asarray(groups)
     if groups.shape != X.shape[:1] or not np.issubdtype(groups.dtype, np.integer):
         raise ValueError("groups must be a 1-D integer array with one entry per row of X.")
-    counts = contingency_matrix(_kmeans_labels(X, n_clusters, seed), groups)
+    counts = contingency_matrix(_kmeans(X, n_clusters, seed).labels_, groups)
     return float(counts.max(axis=1).sum() / X.shape[0])
 
 
@@ -228,7 +228,11 @@ def fit_remove_top(X: np.ndarray, k: int):
     k = _check_count("k", k, 0, X.shape[1])
     mean = X.mean(axis=0)
     top = _gram_eig(X - mean)[1][:, :k]
-    return lambda Z: (np.asarray(Z, np.float64) - mean) - ((np.asarray(Z, np.float64) - mean) @ top) @ top.T
+    def apply(Z: np.ndarray) -> np.ndarray:
+        centred = np.asarray(Z, np.float64) - mean
+        return centred - (centred @ top) @ top.T
+
+    return apply
 
 
 def remove_top_directions(X: np.ndarray, k: int) -> np.ndarray:
@@ -245,9 +249,8 @@ def fit_cluster_remove(X: np.ndarray, n_clusters: int = 27, n_remove: int = 12, 
     <= n_remove directions once centred, so its rows become 0."""
     X = _check_points(X)
     n_remove = _check_count("n_remove", n_remove, 0, X.shape[1])
-    n_clusters = _check_count("n_clusters", n_clusters, 1, X.shape[0])
-    kmeans = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(X)
-    removals = {c: fit_remove_top(X[kmeans.labels_ == c], n_remove) for c in range(n_clusters)
+    kmeans = _kmeans(X, n_clusters, seed, n_init)
+    removals = {c: fit_remove_top(X[kmeans.labels_ == c], n_remove) for c in range(kmeans.n_clusters)
                 if (kmeans.labels_ == c).sum() > n_remove + 1}
 
     def apply(Z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
