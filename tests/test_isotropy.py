@@ -266,3 +266,14 @@ def test_invalid_parameters_raise():
         isotropy.frequency_pc_correlation(X, -np.ones(20))
     with pytest.raises(ValueError, match="2 dimensions"):
         isotropy.isoscore(X[:, :1])
+
+
+@pytest.mark.parametrize("centre", [False, True])
+def test_row_weights_give_the_isotropy_of_the_rows_repeated(centre):
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(60, 5)) * np.array([3.0, 2.0, 1.0, 0.5, 0.2]) + 1.0
+    counts = rng.integers(1, 4, 60)
+    repeated = isotropy.partition_isotropy(np.repeat(X, counts, axis=0), centre=centre)
+    assert isotropy.partition_isotropy(X, centre=centre, weights=counts) == pytest.approx(repeated, rel=1e-9)
+    assert isotropy.partition_isotropy(X, centre=centre, weights=counts) != pytest.approx(
+        isotropy.partition_isotropy(X, centre=centre), rel=1e-3)

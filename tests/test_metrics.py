@@ -28,7 +28,7 @@ def walk(names, view, shared=SHARED):
 
 
 SHARED_WORK = ["top_pc_variance_ratio", "dominant_directions", "frequency_pc1_abs_spearman", "isoscore",
-               "average_cosine", "rogue_top1_share"]
+               "average_cosine", "rogue_top1_share", "isotropy_raw", "isotropy_centred"]
 
 
 def test_every_layer_of_a_bootstrap_measure_gets_the_interval_of_its_own_recomputation():

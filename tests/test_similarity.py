@@ -313,3 +313,18 @@ def test_every_cka_entry_point_agrees_with_hsic_written_out_in_gram_form(debiase
                                [expected, gram_cka(X, Z, debiased), gram_cka(Y, Z, debiased)], rtol=1e-9)
     np.testing.assert_allclose(cka_between([X, Z], [Y, Y], debiased=debiased),
                                [expected, gram_cka(Z, Y, debiased)], rtol=1e-9)
+
+
+@pytest.mark.parametrize("measure", [lambda X, Y, **w: similarity.rsa(X, Y, "pearson", **w),
+                                     lambda X, Y, **w: similarity.linear_cka(X, Y, **w)])
+def test_row_weights_give_the_measure_of_the_rows_repeated(measure):
+    """A bootstrap replicate reads each drawn row once with its count: the value must be the one on the copy,
+    including the pairs of a row with its own copies."""
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(40, 6)) + 0.5, rng.normal(size=(40, 4)) - 0.3
+    Y[:, 0] += X[:, 0]
+    counts = rng.integers(1, 4, 40)
+    repeated = measure(np.repeat(X, counts, axis=0), np.repeat(Y, counts, axis=0))
+    assert measure(X, Y, weights=counts) == pytest.approx(repeated, rel=1e-10)
+    assert measure(X, Y, weights=np.ones(40)) == pytest.approx(measure(X, Y), rel=1e-10)
+    assert measure(X, Y, weights=counts) != pytest.approx(measure(X, Y), rel=1e-3)

@@ -23,7 +23,9 @@ fine-tuned model's task head (heads.py; None for the pre-trained model), which t
 A per-layer row with `bootstrap` also gets a 95% interval from metrics.n_boot resamples of its sentences
 (uncertainty.py). A `per_row` measure returns one score per row (NaN where it scores none, e.g. a probe's training
 rows): its value is their mean and its interval resamples the sentences of the scored rows, at every layer, without
-recomputing. A `top_layer` measure is computed at the top layer only. A pair row with `seed_floor` is also computed
+recomputing. A `weighted` bootstrap measure's function takes weights= (row multiplicities) and gives its value on
+the rows repeated that many times, so a replicate passes each drawn row once with its count instead of a copy
+(cheaper, the same value). A `top_layer` measure is computed at the top layer only. A pair row with `seed_floor` is also computed
 between two fine-tuning seeds (the noise floor of a pre-trained vs fine-tuned change).
 """
 
@@ -86,6 +88,7 @@ class Measure:
     per_row: bool = False
     top_layer: bool = False
     seed_floor: bool = False
+    weighted: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
@@ -93,6 +96,7 @@ class Measure:
         assert set(self.shared) <= set(SHARED), self.name
         assert not (self.bootstrap and (self.outputs or self.takes not in ("layer", "labelled", "pair"))), self.name
         assert not (self.per_row and (self.bootstrap or self.takes != "labelled")), self.name
+        assert not (self.weighted and not self.bootstrap), self.name
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -111,7 +115,7 @@ class Measure:
 
     def _bound(self, function: Callable, settings: Mapping, shared: Mapping) -> Callable:
         fixed = {**{k: v for k, v in settings.items() if k not in WALKER}, **{k: shared[k] for k in self.shared}}
-        return lambda *arrays: function(*arrays, **fixed)
+        return lambda *arrays, **weights: function(*arrays, **fixed, **weights)
 
 
 def _probe_without_top(X, y, groups, remove, folds, seed, probe_iterations):
@@ -162,10 +166,10 @@ QUADRATIC_ROWS = {"max_rows": 1000}
 
 MEASURES: tuple[Measure, ...] = (
     # Isotropy (Rajaee & Pilehvar 2021) on sampled content tokens.
-    Measure("isotropy_raw", "isotropy", "layer", lambda X: isotropy.partition_isotropy(X, centre=False),
-            "Partition isotropy I(W), raw", "I(W)", figure="isotropy", bootstrap=True),
-    Measure("isotropy_centred", "isotropy", "layer", lambda X: isotropy.partition_isotropy(X, centre=True),
-            "I(W), centred", "I(W)", figure="isotropy", bootstrap=True),
+    Measure("isotropy_raw", "isotropy", "layer", lambda X, weights=None: isotropy.partition_isotropy(X, centre=False, weights=weights),
+            "Partition isotropy I(W), raw", "I(W)", figure="isotropy", bootstrap=True, weighted=True),
+    Measure("isotropy_centred", "isotropy", "layer", lambda X, weights=None: isotropy.partition_isotropy(X, centre=True, weights=weights),
+            "I(W), centred", "I(W)", figure="isotropy", bootstrap=True, weighted=True),
     Measure("isoscore", "isotropy", "layer", isotropy.isoscore, "IsoScore", "IsoScore", figure="isotropy",
             bootstrap=True),
     Measure("average_cosine", "isotropy", "layer",
@@ -237,7 +241,7 @@ MEASURES: tuple[Measure, ...] = (
     Measure("linear_cka", "similarity", "pair", similarity.linear_cka, "Linear CKA", "CKA", "similarity",
             ("token", "cls"), {"all_tokens": True, **ROWS}, invariances=CENTRED, layer_by_layer=True,
             base_vs_finetuned=True, figure="similarity", all_pairs=similarity.cka_matrix, stream=similarity.CKAStream,
-            bootstrap=True, seed_floor=True),
+            bootstrap=True, seed_floor=True, weighted=True),
     Measure("debiased_cka", "similarity", "pair", similarity.debiased_cka, "Debiased CKA", "CKA", "similarity",
             ("token", "cls"), {"all_tokens": True}, invariances=CENTRED, layer_by_layer=True, base_vs_finetuned=True,
             figure="similarity", all_pairs=lambda layers: similarity.cka_matrix(layers, debiased=True),
@@ -252,9 +256,9 @@ MEASURES: tuple[Measure, ...] = (
     Measure("rbf_cka", "similarity", "pair", kernels.rbf_cka, "RBF CKA", "CKA", "similarity", ("token", "cls"),
             {**QUADRATIC_ROWS, "threshold": 0.5}, invariances=CENTRED, layer_by_layer=True, base_vs_finetuned=True,
             figure="similarity"),
-    Measure("rsa_pearson", "similarity", "pair", lambda X, Y: similarity.rsa(X, Y, "pearson"), "RSA (Pearson)",
-            "Pearson r", "similarity", ("token",), ROWS, invariances=ABOUT_ORIGIN, base_vs_finetuned=True,
-            bootstrap=True, seed_floor=True),
+    Measure("rsa_pearson", "similarity", "pair", lambda X, Y, weights=None: similarity.rsa(X, Y, "pearson", weights),
+            "RSA (Pearson)", "Pearson r", "similarity", ("token",), ROWS, invariances=ABOUT_ORIGIN,
+            base_vs_finetuned=True, bootstrap=True, seed_floor=True, weighted=True),
     Measure("rsa_spearman", "similarity", "pair", lambda X, Y: similarity.rsa(X, Y, "spearman"), "RSA (Spearman)",
             "Spearman rho", "similarity", ("token",), ROWS, invariances=ABOUT_ORIGIN, layer_by_layer=True,
             base_vs_finetuned=True, figure="similarity", seed_floor=True),

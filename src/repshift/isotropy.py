@@ -111,14 +111,20 @@ def _cosine_contributions(X: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
     return _once(("cosine", n_pairs, seed), X, compute)
 
 
-def partition_isotropy(X: np.ndarray, centre: bool = False) -> float:
+def partition_isotropy(X: np.ndarray, centre: bool = False, weights: np.ndarray | None = None) -> float:
     """Partition isotropy (Mu & Viswanath 2018) in [0, 1]; centre=True subtracts the column mean first.
-    I(W) = min_c Z(c) / max_c Z(c), Z(c) = sum_w exp(c . w), c = +-eigenvectors of W^T W."""
+    I(W) = min_c Z(c) / max_c Z(c), Z(c) = sum_w exp(c . w), c = +-eigenvectors of W^T W.
+
+    weights: row multiplicities, giving I(W) of the rows repeated that many times (a bootstrap resample) without
+    copying them: weighted mean, W^T diag(weights) W and weighted sums in Z."""
     W = _check_points(X)
+    weights = np.ones(len(W)) if weights is None else np.asarray(weights, dtype=np.float64)
     if centre:
-        W = W - W.mean(axis=0)
-    projections = W @ _gram_eig(W)[1]
-    log_z = np.concatenate([_column_logsumexp(projections), _column_logsumexp(-projections)])
+        W = W - weights @ W / weights.sum()
+    projections = W @ _gram_eig(W * np.sqrt(weights)[:, None])[1]
+    log_weights = np.log(weights)[:, None]
+    log_z = np.concatenate([_column_logsumexp(projections + log_weights),
+                            _column_logsumexp(log_weights - projections)])
     return float(np.exp(log_z.min() - log_z.max()))
 
 

@@ -192,7 +192,7 @@ def _interval(measure, layer: int, n_layers: int, value: float, compute, arrays:
     if (not measure.bootstrap or not shared.get("n_boot") or layer not in interval_layers(n_layers, shared)
             or not np.isfinite(value)):
         return value
-    return {"value": value, PENDING: (compute, arrays, groups)}
+    return {"value": value, PENDING: (compute, arrays, groups, measure.weighted)}
 
 
 def _settle(rows: list[dict], shared: dict) -> None:
@@ -209,17 +209,22 @@ def _settle(rows: list[dict], shared: dict) -> None:
 
 
 def _replicate(members: list[dict], n_boot: int, seed: int) -> None:
-    """The intervals of pending rows on the same rows: per replicate, one resampled copy of each array they read."""
+    """The intervals of pending rows on the same rows: per replicate, one resampled copy of each array they read
+    (a weighted measure reads each drawn row once, with its count)."""
     replicates = [[] for _ in members]
-    for drawn_rows in sentence_resamples(members[0][PENDING][2], n_boot, seed):
+    groups = members[0][PENDING][2]
+    for drawn_rows in sentence_resamples(groups, n_boot, seed):
+        counts = np.bincount(drawn_rows, minlength=len(groups))
+        kept = np.flatnonzero(counts)
         drawn = {}
         for row, out in zip(members, replicates):
-            compute, arrays, _ = row[PENDING]
+            compute, arrays, _, weighted = row[PENDING]
+            rows, extra = (kept, {"weights": counts[kept]}) if weighted else (drawn_rows, {})
             for a in arrays:
-                if id(a) not in drawn:
-                    drawn[id(a)] = a[drawn_rows]
+                if (id(a), weighted) not in drawn:
+                    drawn[id(a), weighted] = a[rows]
             try:
-                out.append(float(compute(*(drawn[id(a)] for a in arrays))))
+                out.append(float(compute(*(drawn[id(a), weighted] for a in arrays), **extra)))
             except ValueError:
                 out.append(np.nan)
     for row, out in zip(members, replicates):
@@ -417,12 +422,12 @@ def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: 
         compute = measure.bind(settings, shared)
         return [_interval(measure, layer, len(values), value, compute, (x, y), base.groups, shared)
                 for layer, (x, y, value) in enumerate(zip(base.layers, tuned.layers, values))]
-    if measure.all_pairs:
-        compute = lambda x, y: measure.bind_all_pairs(settings, shared)([x, y])[0, 1]  # noqa: E731
-    elif measure.stream:
-        compute = lambda x, y: _stream_matrix(measure.bind_stream(settings, shared), [[x, y]])[0, 1]  # noqa: E731
-    else:
+    if measure.weighted or not (measure.all_pairs or measure.stream):
         compute = measure.bind(settings, shared)
+    elif measure.all_pairs:
+        compute = lambda x, y: measure.bind_all_pairs(settings, shared)([x, y])[0, 1]  # noqa: E731
+    else:
+        compute = lambda x, y: _stream_matrix(measure.bind_stream(settings, shared), [[x, y]])[0, 1]  # noqa: E731
     return [_estimate(measure, layer, len(base.layers), f"{representation} layer {layer}", compute, (x, y),
                       base.groups, shared)
             for layer, (x, y) in enumerate(zip(base.layers, tuned.layers))]

@@ -199,15 +199,28 @@ def cka_matrix(layers: Sequence[np.ndarray] | np.ndarray, debiased: bool = False
     return stream.matrix()
 
 
-def linear_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto") -> float:
+def linear_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto", weights: np.ndarray | None = None) -> float:
     """Linear CKA of column-centred X (n x d1) and Y (n x d2).
 
     CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) = <HKH, HLH>_F / (||HKH||_F ||HLH||_F), K = XX^T, L = YY^T.
 
     form: "feature" (cost n d^2), "gram" (cost n^2 d) or "auto" ("feature" when n > max(d1, d2)).
-    nan when X or Y is constant.
+    weights: row multiplicities (a bootstrap resample without copying rows): the CKA of the rows repeated that
+    many times, from weighted centring and cross-covariances. nan when X or Y is constant.
     """
-    return float(cka_matrix([X, Y], form=form)[0, 1])
+    if weights is None:
+        return float(cka_matrix([X, Y], form=form)[0, 1])
+    X, Y = (_weighted_centred(a, weights) for a in _checked([X, Y]))
+    cross = np.sum((Y.T @ X) ** 2)
+    denominator = np.sqrt(np.sum((X.T @ X) ** 2) * np.sum((Y.T @ Y) ** 2))
+    return float(cross / denominator) if denominator > 0 else np.nan
+
+
+def _weighted_centred(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """sqrt(w_i) (x_i - mean_w(x)): its cross-products are the weighted, centred ones."""
+    weights = np.asarray(weights, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    return (X - weights @ X / weights.sum()) * np.sqrt(weights)[:, None]
 
 
 def debiased_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto") -> float:
@@ -288,16 +301,40 @@ def _cosine_similarities(X: np.ndarray) -> np.ndarray:
     return unit @ unit.T
 
 
-def rsa(X: np.ndarray, Y: np.ndarray, method: str = "spearman") -> float:
+def rsa(X: np.ndarray, Y: np.ndarray, method: str = "spearman", weights: np.ndarray | None = None) -> float:
     """Representational similarity analysis: correlation of the rows' cosine-similarity matrices of X and Y.
 
     RSA = corr(triu(S_X), triu(S_Y)), S_X[i, j] = x_i.x_j / (||x_i|| ||x_j||), triu = strict upper triangle,
     corr = Pearson or Spearman.
 
     Equal to the same correlation of cosine-distance (1 - S) RDMs; needs n >= 3 rows, none all-zero.
+    weights (Pearson only): row multiplicities, giving the RSA of the rows repeated that many times (see
+    _pair_weights) without building its larger matrices.
     """
     if method not in _CORRELATIONS:
         raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}.")
+    if weights is not None and method != "pearson":
+        raise ValueError("Row weights are supported for Pearson RSA only.")
     X, Y = _checked([X, Y], min_rows=3)
+    if weights is not None:
+        return _weighted_pearson(_cosine_similarities(X), _cosine_similarities(Y), _pair_weights(weights))
     upper = np.triu(np.ones((X.shape[0], X.shape[0]), dtype=bool), k=1)
     return float(_CORRELATIONS[method](_cosine_similarities(X)[upper], _cosine_similarities(Y)[upper]))
+
+
+def _pair_weights(weights: np.ndarray) -> np.ndarray:
+    """How often each entry of a similarity matrix occurs among the distinct pairs of rows repeated w_i times:
+    w_i w_j / 2 on each side of the diagonal, w_i (w_i - 1) / 2 on it (two copies of one row)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    pairs = np.outer(weights, weights) / 2
+    np.fill_diagonal(pairs, weights * (weights - 1) / 2)
+    return pairs
+
+
+def _weighted_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
+    """Pearson's r of paired values a, b, each pair counted `weights` times; NaN when either is constant."""
+    total = weights.sum()
+    a, b = a - (weights * a).sum() / total, b - (weights * b).sum() / total
+    weighted_a = weights * a
+    denominator = np.sqrt((weighted_a * a).sum() * (weights * b * b).sum())
+    return float((weighted_a * b).sum() / denominator) if denominator > 0 else np.nan
