@@ -13,6 +13,9 @@ how far the values differ) and writes the same rows as CSV. Sections:
   isoscore    isotropy.isoscore vs the IsoScore package
   probes      probing.probe_layers vs scikit-learn LogisticRegression on the same standardised features
   layerdrop   finetune.layer_drop (one forward pass for every depth) vs the truncation loop, one pass per depth
+  replicates  a bootstrap replicate of I(W), Pearson RSA and linear CKA read with row weights (each drawn row once,
+              with its count) vs on the resampled copy, as metrics ran them before
+  finetune    a MiniLM training step with finetune's fused AdamW vs the per-tensor AdamW it replaced
   memory      peak RSS of the metrics step on synthetic activation files of growing size (one subprocess each)
   streaming   exact linear CKA over every token of those files (Activations.token_blocks + similarity.CKAStream):
               peak RSS and time per token at 10^5 and 10^6 tokens, against the default's 8,000-token sample,
@@ -60,7 +63,7 @@ import numpy as np  # noqa: E402
 from dry_run import parse_dry_run  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "layerdrop", "memory", "streaming", "workflow")
+SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "layerdrop", "replicates", "finetune", "memory", "streaming", "workflow")
 COLUMNS = ["section", "benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds", "load",
            "max_abs_diff", "max_rel_diff", "note"]
 
@@ -85,6 +88,8 @@ class Sizes:
     streaming_batch: int = 1000    # MinibatchCKA batch size (the catalog's minibatch_cka default)
     streaming_ckatorch_n: int = 20000  # the largest n at which ckatorch's n x n Grams fit (18 GB at 20,000)
     streaming_torchcka_n: int = 1500   # torch-cka: O(n^3) per pair, all 49 pairs
+    replicates: int = 20           # bootstrap replicates timed per measure
+    train_steps: int = 20          # MiniLM training steps timed per optimizer
     reduced_dag: bool = False
     noop_repeat: int = 3
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -94,7 +99,7 @@ def quick_sizes() -> Sizes:
     return Sizes(quick=True, sentences=60, extract_repeat=1, cka_n=1500, ckatorch_n=1000, torchcka_n=300,
                  rsa_n=300, iso_n=1000, repeat=1, memory_sizes=(4_000, 8_000, 16_000), memory_part="cka",
                  memory_max_tokens=1000, streaming_sizes=(4_000, 16_000), streaming_ckatorch_n=1000,
-                 streaming_torchcka_n=300, reduced_dag=True, noop_repeat=1)
+                 streaming_torchcka_n=300, replicates=3, train_steps=3, reduced_dag=True, noop_repeat=1)
 
 
 def row(section, benchmark, size="", repshift=None, reference=None, unit="", ratio=None, target="", holds="",
@@ -617,6 +622,67 @@ def bench_layerdrop(sizes: Sizes, work: Path) -> list[dict]:
                 check(ref_t / ours_t, ">= 2"), a, r, f"accuracies {np.round(ours, 3).tolist()}; each loads the model")]
 
 
+def bench_replicates(sizes: Sizes, state: dict) -> list[dict]:
+    """Bootstrap replicates on the top layer's stored tokens (sizes as the metrics step samples them): the weighted
+    form (metrics reads each drawn row once, with its count) against the measure on the resampled copy."""
+    from repshift import isotropy, similarity
+
+    iso, pair = (stored_tokens(state, n) or structured_layers(n, 384) for n in (sizes.iso_n, sizes.rsa_n))
+    measures = [("I(W), raw", iso[-1:], lambda x, **w: isotropy.partition_isotropy(x, **w)),
+                ("I(W), centred", iso[-1:], lambda x, **w: isotropy.partition_isotropy(x, centre=True, **w)),
+                ("Pearson RSA", [pair[0], pair[-1]], lambda x, y, **w: similarity.rsa(x, y, "pearson", **w)),
+                ("linear CKA", [pair[0], pair[-1]], lambda x, y, **w: similarity.linear_cka(x, y, **w))]
+    rows = []
+    for name, arrays, measure in measures:
+        n = arrays[0].shape[0]
+        rng = np.random.default_rng(0)
+        counts = [rng.multinomial(n, np.full(n, 1 / n)) for _ in range(sizes.replicates)]
+        kept = [np.flatnonzero(c) for c in counts]
+        ours_t, ours = timed(lambda: [measure(*(a[k] for a in arrays), weights=c[k]) for c, k in zip(counts, kept)],
+                             sizes.repeat)
+        ref_t, ref = timed(lambda: [measure(*(np.repeat(a, c, axis=0) for a in arrays)) for c in counts],
+                           sizes.repeat)
+        a, r = rel_diff(np.array(ours), np.array(ref))
+        rows.append(row("replicates", f"{name}, {sizes.replicates} bootstrap replicates: row weights vs the copy",
+                        f"n={n}, d={arrays[0].shape[1]}", ours_t, ref_t, "s", ref_t / ours_t, "", "", a, r,
+                        "top layer of the stored tokens (layer 0 vs top for the pairs); row resamples"))
+    return rows
+
+
+def bench_finetune(sizes: Sizes) -> list[dict]:
+    """MiniLM training steps (batch 32 x 30 pieces) from the same start: finetune's fused AdamW against the per-tensor
+    AdamW; the weights after the same steps must agree to float32 rounding."""
+    import torch
+
+    from repshift.finetune import FUSED_ADAMW
+    from repshift.models import load_encoder, resolve_model
+
+    path = resolve_model(MODEL_ID).path
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randint(1000, 20000, (32, 30), generator=generator)
+    labels = torch.randint(0, 2, (32,), generator=generator)
+
+    def train(fused):
+        torch.manual_seed(0)
+        model = load_encoder(path, classifier_labels=2).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=fused)
+        start = time.perf_counter()
+        for _ in range(sizes.train_steps):
+            model(input_ids=batch, labels=labels).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        seconds = (time.perf_counter() - start) / sizes.train_steps
+        return seconds, torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
+
+    ours_t, ours = train("cpu" in FUSED_ADAMW)
+    ref_t, ref = train(False)
+    a = float(np.abs(ours - ref).max())
+    r = a / float(np.abs(ref).max())
+    return [row("finetune", "MiniLM training step: fused AdamW vs per-tensor AdamW", f"batch 32 x 30, "
+                f"{sizes.train_steps} steps", ours_t, ref_t, "s/step", ref_t / ours_t, "", "", a, r,
+                "dropout on, same seed; diff: every weight after the steps")]
+
+
 # ---------------------------------------------------------------------------------------------- 4. memory
 
 def schema_defaults(section: str) -> dict:
@@ -1130,6 +1196,8 @@ def run(sizes: Sizes, sections=SECTIONS, work: Path | None = None, log=sys.stdou
         "isoscore": lambda: bench_isoscore(sizes, state),
         "probes": lambda: bench_probes(sizes, state),
         "layerdrop": lambda: bench_layerdrop(sizes, work),
+        "replicates": lambda: bench_replicates(sizes, state),
+        "finetune": lambda: bench_finetune(sizes),
         "memory": lambda: bench_memory(sizes, work),
         "streaming": lambda: bench_streaming(sizes, work),
         "workflow": lambda: bench_workflow(sizes, work),

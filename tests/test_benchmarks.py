@@ -20,8 +20,8 @@ pytest.importorskip("IsoScore")
 
 import run  # noqa: E402  (benchmarks/run.py)
 
-EXPECTED = {"extraction": 5, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "layerdrop": 1, "memory": 3,
-            "streaming": 11, "workflow": 3}
+EXPECTED = {"extraction": 5, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "layerdrop": 1, "replicates": 4,
+            "finetune": 1, "memory": 3, "streaming": 11, "workflow": 3}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,13 @@ def test_table_has_every_row_with_numbers(table):
 def test_layer_drop_in_one_pass_gives_the_truncation_loop_s_accuracies(table):
     (r,) = rows_of(table, "layerdrop")
     assert number(r["max_abs_diff"]) == 0, r
+
+
+def test_weighted_replicates_equal_the_copy_and_fused_adamw_the_per_tensor_one(table):
+    for r in rows_of(table, "replicates"):
+        assert number(r["max_rel_diff"]) < 1e-9, r
+    (step,) = rows_of(table, "finetune")
+    assert number(step["max_rel_diff"]) < 1e-4, step
 
 
 def test_cka_matches_every_reference_to_1e_6(table):
