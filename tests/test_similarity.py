@@ -328,3 +328,13 @@ def test_row_weights_give_the_measure_of_the_rows_repeated(measure):
     assert measure(X, Y, weights=counts) == pytest.approx(repeated, rel=1e-10)
     assert measure(X, Y, weights=np.ones(40)) == pytest.approx(measure(X, Y), rel=1e-10)
     assert measure(X, Y, weights=counts) != pytest.approx(measure(X, Y), rel=1e-3)
+
+
+def test_linear_permutation_baseline_is_the_cka_of_each_permuted_copy():
+    """The linear null reuses the self terms, which a row permutation leaves unchanged."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 8))
+    Y = X @ rng.normal(size=(8, 5)) + rng.normal(size=(300, 5))
+    draws = np.random.default_rng(4)
+    expected = [linear_cka(X, Y[draws.permutation(300)]) for _ in range(5)]
+    np.testing.assert_allclose(cka_permutation_baseline(X, Y, n_permutations=5, seed=4), expected, rtol=1e-10)

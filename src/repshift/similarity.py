@@ -259,9 +259,14 @@ def cka_permutation_baseline(
         raise ValueError(f"n_permutations must be at least 1, got {n_permutations}.")
     X, Y = _checked([X, Y], min_rows=4 if debiased else 2)
     rng = np.random.default_rng(seed)
-    return np.array(
-        [cka_matrix([X, Y[rng.permutation(len(Y))]], debiased=debiased)[0, 1] for _ in range(n_permutations)]
-    )
+    if debiased:
+        return np.array(
+            [cka_matrix([X, Y[rng.permutation(len(Y))]], debiased=True)[0, 1] for _ in range(n_permutations)])
+    X, Y = (a - a.mean(axis=0) for a in (np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)))
+    denominator = np.sqrt(np.sum((X.T @ X) ** 2) * np.sum((Y.T @ Y) ** 2))
+    if not denominator > 0:
+        return np.full(n_permutations, np.nan)
+    return np.array([np.sum((Y[rng.permutation(len(Y))].T @ X) ** 2) for _ in range(n_permutations)]) / denominator
 
 
 def block_diagonality(M: np.ndarray, min_block: int = 2) -> tuple[float, int]:
