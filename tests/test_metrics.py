@@ -47,11 +47,15 @@ def test_every_layer_of_a_bootstrap_measure_gets_the_interval_of_its_own_recompu
     assert len(rows) == len(SHARED_WORK) * LAYERS
 
 
-def test_claims_layers_only_by_default_and_none_without_n_boot():
+def test_claims_layers_of_the_claims_probe_sets_only_by_default_and_none_without_n_boot():
     view = token_view()
     claims_layers = walk(["isotropy_raw"], view, {**SHARED, "interval_layers": "claims"})
     assert [("ci_low" in r) for r in claims_layers] == [False, True, True]
     assert not any("ci_low" in r for r in walk(["isotropy_raw"], view, {**SHARED, "n_boot": 0}))
+    out_of_domain = {**SHARED, "interval_layers": "claims", "probe_role": catalog.OUT_OF_DOMAIN}
+    assert catalog.OUT_OF_DOMAIN not in catalog.get("isotropy_raw").bootstrap, "no claim reads it out of domain"
+    assert not any("ci_low" in r for r in walk(["isotropy_raw"], view, out_of_domain))
+    assert all("ci_low" in r for r in walk(["isotropy_raw"], view, {**out_of_domain, "interval_layers": "all"}))
 
 
 def sentence_view(seed=1, n=200, d=10):

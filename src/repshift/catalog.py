@@ -20,8 +20,9 @@ The walker settings (WALKER) are not passed on: max_rows gives the function a se
 Settings named in SHARED come from the config's `metrics` section, the same for every measure, except `head`: the
 fine-tuned model's task head (heads.py; None for the pre-trained model), which the metrics step reads from its weights.
 
-A per-layer row with `bootstrap` also gets a 95% interval from metrics.n_boot resamples of its sentences
-(uncertainty.py). A `per_row` measure returns one score per row (NaN where it scores none, e.g. a probe's training
+A per-layer row with `bootstrap` (the probe-set roles whose claims read it) also gets a 95% interval from
+metrics.n_boot resamples of its sentences (uncertainty.py): at the middle and top layer of the probe sets with those
+roles, or at every layer of every probe set with metrics.interval_layers "all". A `per_row` measure returns one score per row (NaN where it scores none, e.g. a probe's training
 rows): its value is their mean and its interval resamples the sentences of the scored rows, at every layer, without
 recomputing. A `weighted` bootstrap measure's function takes weights= (row multiplicities) and gives its value on
 the rows repeated that many times, so a replicate passes each drawn row once with its count instead of a copy
@@ -56,6 +57,8 @@ HELD_OUT = ("seed", "probe_test_fraction", "probe_l2", "probe_iterations")
 CROSS_VALIDATED = ("seed", "probe_iterations")
 VERSUS = "_base_vs_finetuned"
 SEED_FLOOR = "_seed_vs_seed"
+DEV_ROLE, TAGGED, OUT_OF_DOMAIN = "dev", "tagged", "out_of_domain"
+ON_DEV, ON_DEV_AND_OUT_OF_DOMAIN = (DEV_ROLE,), (DEV_ROLE, OUT_OF_DOMAIN)
 CENTRED = frozenset({"orthogonal", "isotropic_scaling", "translation", "permutation"})
 ABOUT_ORIGIN = frozenset({"orthogonal", "isotropic_scaling", "permutation"})
 
@@ -84,7 +87,7 @@ class Measure:
     figure: str | None = None
     all_pairs: Callable | None = None
     stream: Callable | None = None
-    bootstrap: bool = False
+    bootstrap: tuple[str, ...] = ()
     per_row: bool = False
     top_layer: bool = False
     seed_floor: bool = False
@@ -167,33 +170,33 @@ QUADRATIC_ROWS = {"max_rows": 1000}
 MEASURES: tuple[Measure, ...] = (
     # Isotropy (Rajaee & Pilehvar 2021) on sampled content tokens.
     Measure("isotropy_raw", "isotropy", "layer", lambda X, weights=None: isotropy.partition_isotropy(X, centre=False, weights=weights),
-            "Partition isotropy I(W), raw", "I(W)", figure="isotropy", bootstrap=True, weighted=True),
+            "Partition isotropy I(W), raw", "I(W)", figure="isotropy", bootstrap=ON_DEV, weighted=True),
     Measure("isotropy_centred", "isotropy", "layer", lambda X, weights=None: isotropy.partition_isotropy(X, centre=True, weights=weights),
-            "I(W), centred", "I(W)", figure="isotropy", bootstrap=True, weighted=True),
+            "I(W), centred", "I(W)", figure="isotropy", bootstrap=ON_DEV, weighted=True),
     Measure("isoscore", "isotropy", "layer", isotropy.isoscore, "IsoScore", "IsoScore", figure="isotropy",
-            bootstrap=True),
+            bootstrap=ON_DEV),
     Measure("average_cosine", "isotropy", "layer",
             lambda X, pairs, seed: isotropy.average_cosine(X, n_pairs=pairs, seed=seed),
-            "Average cosine", "cosine", settings={"pairs": 20000}, shared=("seed",), figure="isotropy", bootstrap=True),
+            "Average cosine", "cosine", settings={"pairs": 20000}, shared=("seed",), figure="isotropy", bootstrap=ON_DEV),
     Measure("average_cosine_standardized", "isotropy", "layer",
             lambda X, pairs, seed: isotropy.average_cosine(isotropy.standardize(X), n_pairs=pairs, seed=seed),
-            "Average cosine, standardized", "cosine", settings={"pairs": 20000}, shared=("seed",), bootstrap=True),
+            "Average cosine, standardized", "cosine", settings={"pairs": 20000}, shared=("seed",), bootstrap=ON_DEV),
     Measure("top_pc_variance_ratio", "isotropy", "layer", isotropy.top_pc_ratio, "Variance share of the top PC",
-            "share", figure="isotropy", bootstrap=True),
+            "share", figure="isotropy", bootstrap=ON_DEV),
     Measure("dominant_directions", "isotropy", "layer", isotropy.dominant_directions,
-            "Dominant directions (PCs above the mean variance)", "PCs", figure="isotropy", bootstrap=True),
+            "Dominant directions (PCs above the mean variance)", "PCs", figure="isotropy", bootstrap=ON_DEV),
     Measure("pcs_for_90pct_variance", "isotropy", "layer", lambda X: isotropy.pcs_for_variance(X, 0.9),
-            "PCs for 90% of variance", "PCs", figure="isotropy", bootstrap=True),
+            "PCs for 90% of variance", "PCs", figure="isotropy", bootstrap=ON_DEV),
     Measure("rogue_top1_share", "isotropy", "layer",
             lambda X, pairs, seed: isotropy.rogue_dimensions(X, 1, n_pairs=pairs, seed=seed)[1][0],
             "Share of cosine from the top rogue dim.", "share", settings={"pairs": 20000}, shared=("seed",),
-            figure="isotropy", bootstrap=True),
+            figure="isotropy", bootstrap=ON_DEV),
     Measure("frequency_pc1_abs_spearman", "isotropy", "labelled",
             lambda X, y, groups: abs(isotropy.frequency_pc_correlation(X, y, n_pcs=1)[0]),
-            "|Spearman(frequency, PC1)|", "|rho|", target="frequency", figure="isotropy", bootstrap=True),
+            "|Spearman(frequency, PC1)|", "|rho|", target="frequency", figure="isotropy", bootstrap=ON_DEV),
     Measure("frequency_top5pc_max_abs_spearman", "isotropy", "labelled",
             lambda X, y, groups: np.abs(isotropy.frequency_pc_correlation(X, y, n_pcs=5)).max(),
-            "max |Spearman(frequency, PC1..5)|", "|rho|", target="frequency", bootstrap=True),
+            "max |Spearman(frequency, PC1..5)|", "|rho|", target="frequency", bootstrap=ON_DEV),
     Measure("cluster_purity_frequency", "isotropy", "labelled",
             lambda X, y, groups, seed: isotropy.cluster_purity(X, y, int(y.max()) + 1, seed=seed),
             "k-means purity by frequency bin", "purity", settings=ROWS, shared=("seed",), target="frequency_bin",
@@ -241,7 +244,7 @@ MEASURES: tuple[Measure, ...] = (
     Measure("linear_cka", "similarity", "pair", similarity.linear_cka, "Linear CKA", "CKA", "similarity",
             ("token", "cls"), {"all_tokens": True, **ROWS}, invariances=CENTRED, layer_by_layer=True,
             base_vs_finetuned=True, figure="similarity", all_pairs=similarity.cka_matrix, stream=similarity.CKAStream,
-            bootstrap=True, seed_floor=True, weighted=True),
+            bootstrap=ON_DEV, seed_floor=True, weighted=True),
     Measure("debiased_cka", "similarity", "pair", similarity.debiased_cka, "Debiased CKA", "CKA", "similarity",
             ("token", "cls"), {"all_tokens": True}, invariances=CENTRED, layer_by_layer=True, base_vs_finetuned=True,
             figure="similarity", all_pairs=lambda layers: similarity.cka_matrix(layers, debiased=True),
@@ -258,7 +261,7 @@ MEASURES: tuple[Measure, ...] = (
             figure="similarity"),
     Measure("rsa_pearson", "similarity", "pair", lambda X, Y, weights=None: similarity.rsa(X, Y, "pearson", weights),
             "RSA (Pearson)", "Pearson r", "similarity", ("token",), ROWS, invariances=ABOUT_ORIGIN,
-            base_vs_finetuned=True, bootstrap=True, seed_floor=True, weighted=True),
+            base_vs_finetuned=True, bootstrap=ON_DEV_AND_OUT_OF_DOMAIN, seed_floor=True, weighted=True),
     Measure("rsa_spearman", "similarity", "pair", lambda X, Y: similarity.rsa(X, Y, "spearman"), "RSA (Spearman)",
             "Spearman rho", "similarity", ("token",), ROWS, invariances=ABOUT_ORIGIN, layer_by_layer=True,
             base_vs_finetuned=True, figure="similarity", seed_floor=True),

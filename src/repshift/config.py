@@ -10,10 +10,10 @@ import jsonschema
 import yaml
 
 from . import catalog
+from .catalog import DEV_ROLE, OUT_OF_DOMAIN, TAGGED  # noqa: F401  (the roles, re-exported)
 from .errors import UserError
 
 BASE = "base"
-DEV_ROLE, TAGGED, OUT_OF_DOMAIN = "dev", "tagged", "out_of_domain"
 PAIR = "-vs-s"
 SINGLE_ROLES = (TAGGED, OUT_OF_DOMAIN)
 RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0}

@@ -8,7 +8,6 @@ import pandas as pd
 
 from . import catalog, isotropy, probing
 from .activations import Activations
-from .config import TAGGED
 from .errors import UserError
 from .heads import load_head
 from .provenance import file_sha256
@@ -147,12 +146,12 @@ def _value(name: str, where: str, compute):
     return value
 
 
-def interval_layers(n_layers: int, shared: dict) -> set[int]:
-    """The layers whose bootstrap measures get an interval: with metrics.interval_layers "claims", the middle and
-    the top layer of the probe sets the claims read them on (not the tagged set); with "all", every layer."""
+def interval_layers(measure, n_layers: int, shared: dict) -> set[int]:
+    """The layers where a bootstrap measure gets an interval: with metrics.interval_layers "claims", the middle and
+    the top layer of the probe sets whose role its claims read (catalog `bootstrap`); with "all", every layer."""
     if shared.get("interval_layers") == "all":
         return set(range(n_layers))
-    return set() if shared.get("probe_role") == TAGGED else {n_layers // 2, n_layers - 1}
+    return {n_layers // 2, n_layers - 1} if shared.get("probe_role") in measure.bootstrap else set()
 
 
 def _estimate(measure, layer: int, n_layers: int, where: str, compute, arrays: tuple, groups: np.ndarray,
@@ -189,7 +188,7 @@ def _interval(measure, layer: int, n_layers: int, value: float, compute, arrays:
     """`value`, and for a measure with `bootstrap` at an interval layer a pending 95% percentile interval over
     metrics.n_boot resamples of the sentences in `groups` (the same draws for every model on these rows), which
     _settle computes."""
-    if (not measure.bootstrap or not shared.get("n_boot") or layer not in interval_layers(n_layers, shared)
+    if (not measure.bootstrap or not shared.get("n_boot") or layer not in interval_layers(measure, n_layers, shared)
             or not np.isfinite(value)):
         return value
     return {"value": value, PENDING: (compute, arrays, groups, measure.weighted)}
