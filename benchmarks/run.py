@@ -63,7 +63,8 @@ import numpy as np  # noqa: E402
 from dry_run import parse_dry_run  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "layerdrop", "replicates", "finetune", "memory", "streaming", "workflow")
+SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "layerdrop", "replicates", "finetune", "memory",
+            "streaming", "workflow")
 COLUMNS = ["section", "benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds", "load",
            "max_abs_diff", "max_rel_diff", "note"]
 
@@ -651,36 +652,49 @@ def bench_replicates(sizes: Sizes, state: dict) -> list[dict]:
 
 def bench_finetune(sizes: Sizes) -> list[dict]:
     """MiniLM training steps (batch 32 x 30 pieces) from the same start: finetune's fused AdamW against the per-tensor
-    AdamW; the weights after the same steps must agree to float32 rounding."""
+    AdamW (the weights after the same steps agree to float32 rounding), and steps under the bfloat16 autocast that
+    finetune.precision "auto" picks on this CPU against float32."""
     import torch
 
     from repshift.finetune import FUSED_ADAMW
-    from repshift.models import load_encoder, resolve_model
+    from repshift.models import autocast, load_encoder, resolve_model, training_precision
 
     path = resolve_model(MODEL_ID).path
     generator = torch.Generator().manual_seed(0)
     batch = torch.randint(1000, 20000, (32, 30), generator=generator)
     labels = torch.randint(0, 2, (32,), generator=generator)
+    cpu = torch.device("cpu")
 
-    def train(fused):
+    def train(fused, precision="float32"):
         torch.manual_seed(0)
         model = load_encoder(path, classifier_labels=2).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=fused)
         start = time.perf_counter()
         for _ in range(sizes.train_steps):
-            model(input_ids=batch, labels=labels).loss.backward()
+            with autocast(cpu, precision):
+                loss = model(input_ids=batch, labels=labels).loss
+            loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         seconds = (time.perf_counter() - start) / sizes.train_steps
         return seconds, torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
 
-    ours_t, ours = train("cpu" in FUSED_ADAMW)
+    def differences(ours, ref):
+        largest = float(np.abs(ours - ref).max())
+        return largest, largest / float(np.abs(ref).max())
+
+    fused = "cpu" in FUSED_ADAMW
+    ours_t, ours = train(fused)
     ref_t, ref = train(False)
-    a = float(np.abs(ours - ref).max())
-    r = a / float(np.abs(ref).max())
-    return [row("finetune", "MiniLM training step: fused AdamW vs per-tensor AdamW", f"batch 32 x 30, "
-                f"{sizes.train_steps} steps", ours_t, ref_t, "s/step", ref_t / ours_t, "", "", a, r,
-                "dropout on, same seed; diff: every weight after the steps")]
+    precision = training_precision(cpu, "auto")
+    low_t, low = train(fused, precision)
+    size = f"batch 32 x 30, {sizes.train_steps} steps"
+    return [row("finetune", "MiniLM training step: fused AdamW vs per-tensor AdamW", size, ours_t, ref_t, "s/step",
+                ref_t / ours_t, "", "", *differences(ours, ref),
+                "dropout on, same seed; diff: every weight after the steps"),
+            row("finetune", f"MiniLM training step: {precision} autocast (precision auto) vs float32, fused AdamW",
+                size, low_t, ours_t, "s/step", ours_t / low_t, "", "", *differences(low, ours),
+                "diff: every weight after the steps (bfloat16 matmuls: not a rounding-level match)")]
 
 
 # ---------------------------------------------------------------------------------------------- 4. memory

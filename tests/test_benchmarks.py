@@ -21,7 +21,7 @@ pytest.importorskip("IsoScore")
 import run  # noqa: E402  (benchmarks/run.py)
 
 EXPECTED = {"extraction": 5, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "layerdrop": 1, "replicates": 4,
-            "finetune": 1, "memory": 3, "streaming": 11, "workflow": 3}
+            "finetune": 2, "memory": 3, "streaming": 11, "workflow": 3}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_layer_drop_in_one_pass_gives_the_truncation_loop_s_accuracies(table):
 def test_weighted_replicates_equal_the_copy_and_fused_adamw_the_per_tensor_one(table):
     for r in rows_of(table, "replicates"):
         assert number(r["max_rel_diff"]) < 1e-9, r
-    (step,) = rows_of(table, "finetune")
+    step, _ = rows_of(table, "finetune")
     assert number(step["max_rel_diff"]) < 1e-4, step
 
 

@@ -13,7 +13,8 @@ from repshift import finetune as finetuning
 from repshift.baselines import majority_accuracy, task_baselines
 
 SETTINGS = {"epochs": 6, "batch_size": 16, "eval_batch_size": 64, "learning_rate": 1e-3, "weight_decay": 0.0,
-            "warmup_ratio": 0.0, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 1000, "patience": 2}
+            "warmup_ratio": 0.0, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 1000, "patience": 2,
+            "precision": "auto"}
 PROVENANCE = {"model": "tiny", "variant": "sent-s0", "task": "sent", "seed": 0}
 
 

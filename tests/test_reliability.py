@@ -32,7 +32,8 @@ from repshift.provenance import file_sha256
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 FINETUNE = {"epochs": 12, "batch_size": 16, "eval_batch_size": 64, "learning_rate": 1e-3, "weight_decay": 0.01,
-            "warmup_ratio": 0.1, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 3, "patience": None}
+            "warmup_ratio": 0.1, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 3, "patience": None,
+            "precision": "auto"}
 BASE_ACT = {"model": "tiny", "variant": "base", "probe": "pos"}
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import UserError
 from .heads import load_head
-from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device
+from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device, training_precision
 from .progress import progress
 from .provenance import atomic_path, file_sha256, settings_hash, write_json
 from .tables import write_csv
@@ -136,6 +136,8 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
     resolved = resolve_model(model_spec["id"], model_spec.get("revision"))
     seed_everything(seed)
     device = select_device(threads)
+    settings = {**settings, "precision": training_precision(device, settings["precision"])}
+    print(f"training steps in {settings['precision']} on {device.type}", flush=True)
     tokenizer = load_tokenizer(resolved.path)
     model = load_encoder(resolved.path, model_spec.get("trust_remote_code", False), len(task["label_names"]))
     model.config.id2label = dict(enumerate(task["label_names"]))
@@ -174,7 +176,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         for epoch in range(first_epoch, settings["epochs"]):
             epoch_rng = rng.bit_generator.state
             for rows in batches(train_lengths, settings["batch_size"], rng)[len(losses) - epoch * per_epoch :]:
-                with autocast(device):
+                with autocast(device, settings["precision"]):
                     loss = model(**collate(tokenizer, train_ids, rows, device),
                                  labels=torch.as_tensor(train_y[rows], device=device)).loss
                 if not torch.isfinite(loss):

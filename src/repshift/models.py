@@ -93,10 +93,23 @@ def select_device(threads: int):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def autocast(device):
-    """bf16 autocast on CUDA; the CPU path stays float32 and deterministic."""
+def autocast(device, precision: str | None = None):
+    """bf16 autocast on CUDA and, when precision is "bfloat16" (fine-tuning steps, training_precision), on the CPU;
+    float32 where precision is "float32", and on the CPU by default (extraction and evaluation)."""
     import torch
 
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if precision == "bfloat16" or (device.type == "cuda" and precision != "float32"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def training_precision(device, precision: str) -> str:
+    """The precision of fine-tuning steps: `precision`, or for "auto" bfloat16 where the device computes it natively
+    (CUDA, or a CPU with AMX tiles or AVX512-BF16: 1.6-1.75x per MiniLM step on 2 cores) and float32 elsewhere."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    native = device.type == "cuda" or any(getattr(torch.cpu, check, lambda: False)()
+                                          for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return "bfloat16" if native else "float32"
