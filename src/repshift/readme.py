@@ -19,23 +19,29 @@ BLOCK = re.compile(r"(<!-- begin generated: (\w+) -->\n)(.*?)(<!-- end generated
 
 
 def run_timings(logs: list[Path]) -> tuple[dict, pd.DataFrame]:
-    """The run's start, wall time and job count, and each job's rule and seconds, from its Snakemake logs (more
-    than one when a stopped run was resumed: their wall times add up); the last must be a finished run."""
+    """The run's start, wall time and job count, and each job's rule, wildcards, threads and seconds, from its
+    Snakemake logs (more than one when a stopped run was resumed: their wall times add up); the last must be a
+    finished run."""
     if "(100%) done" not in logs[-1].read_text():
         raise UserError(f"{logs[-1]}: not a finished run (no '100% done'); run the workflow to the end first")
     jobs, wall = [], 0
     for log in logs:
-        text, started, stamp, rule = log.read_text(), {}, None, None
+        text, started, stamp, job = log.read_text(), {}, None, None
         for line in text.splitlines():
             if match := re.fullmatch(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]", line):
                 stamp = datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y")
             elif match := re.fullmatch(r"(?:local)?rule (\w+):", line):
-                rule = match.group(1)
-            elif (match := re.fullmatch(r"\s+jobid: (\d+)", line)) and rule:
-                started[match.group(1)], rule = (rule, stamp), None
+                job = {"rule": match.group(1), "wildcards": "", "threads": 1, "start": stamp}
+            elif job and (match := re.fullmatch(r"\s+jobid: (\d+)", line)):
+                started[match.group(1)] = job
+            elif job and (match := re.fullmatch(r"\s+wildcards: (.*)", line)):
+                job["wildcards"] = match.group(1)
+            elif job and (match := re.fullmatch(r"\s+threads: (\d+)", line)):
+                job["threads"] = int(match.group(1))
             elif match := re.fullmatch(r"Finished jobid: (\d+) \(Rule: (\w+)\)", line):
-                name, start = started[match.group(1)]
-                jobs.append({"rule": name, "seconds": (stamp - start).total_seconds()})
+                job = started.pop(match.group(1))
+                jobs.append({**job, "seconds": (stamp - job.pop("start")).total_seconds()})
+                job = None
         hours, minutes, seconds = re.search(r"Elapsed time: (\d+):(\d+):([\d.]+)", text).groups()
         wall += int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     first = logs[0].read_text()
