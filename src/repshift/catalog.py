@@ -22,12 +22,13 @@ fine-tuned model's task head (heads.py; None for the pre-trained model), which t
 
 A per-layer row with `bootstrap` (the probe-set roles whose claims read it) also gets a 95% interval from
 metrics.n_boot resamples of its sentences (uncertainty.py): at the middle and top layer of the probe sets with those
-roles, or at every layer of every probe set with metrics.interval_layers "all". A `per_row` measure returns one score per row (NaN where it scores none, e.g. a probe's training
-rows): its value is their mean and its interval resamples the sentences of the scored rows, at every layer, without
-recomputing. A `weighted` bootstrap measure's function takes weights= (row multiplicities) and gives its value on
-the rows repeated that many times, so a replicate passes each drawn row once with its count instead of a copy
-(cheaper, the same value). A `top_layer` measure is computed at the top layer only. A pair row with `seed_floor` is also computed
-between two fine-tuning seeds (the noise floor of a pre-trained vs fine-tuned change).
+roles, or at every layer of every probe set with metrics.interval_layers "all". A `per_row` measure returns one
+score per row (NaN where it scores none, e.g. a probe's training rows): its value is their mean and its interval
+resamples the sentences of the scored rows, at every layer, without recomputing. A `weighted` bootstrap measure's
+function takes weights= (row multiplicities) and gives its value on the rows repeated that many times, so a
+replicate passes each drawn row once with its count instead of a copy (cheaper, the same value). A `top_layer`
+measure is computed at the top layer only. A pair row with `seed_floor` is also computed between two fine-tuning
+seeds (the noise floor of a pre-trained vs fine-tuned change).
 """
 
 from __future__ import annotations
@@ -169,15 +170,18 @@ QUADRATIC_ROWS = {"max_rows": 1000}
 
 MEASURES: tuple[Measure, ...] = (
     # Isotropy (Rajaee & Pilehvar 2021) on sampled content tokens.
-    Measure("isotropy_raw", "isotropy", "layer", lambda X, weights=None: isotropy.partition_isotropy(X, centre=False, weights=weights),
+    Measure("isotropy_raw", "isotropy", "layer",
+            lambda X, weights=None: isotropy.partition_isotropy(X, centre=False, weights=weights),
             "Partition isotropy I(W), raw", "I(W)", figure="isotropy", bootstrap=ON_DEV, weighted=True),
-    Measure("isotropy_centred", "isotropy", "layer", lambda X, weights=None: isotropy.partition_isotropy(X, centre=True, weights=weights),
+    Measure("isotropy_centred", "isotropy", "layer",
+            lambda X, weights=None: isotropy.partition_isotropy(X, centre=True, weights=weights),
             "I(W), centred", "I(W)", figure="isotropy", bootstrap=ON_DEV, weighted=True),
     Measure("isoscore", "isotropy", "layer", isotropy.isoscore, "IsoScore", "IsoScore", figure="isotropy",
             bootstrap=ON_DEV),
     Measure("average_cosine", "isotropy", "layer",
             lambda X, pairs, seed: isotropy.average_cosine(X, n_pairs=pairs, seed=seed),
-            "Average cosine", "cosine", settings={"pairs": 20000}, shared=("seed",), figure="isotropy", bootstrap=ON_DEV),
+            "Average cosine", "cosine", settings={"pairs": 20000}, shared=("seed",), figure="isotropy",
+            bootstrap=ON_DEV),
     Measure("average_cosine_standardized", "isotropy", "layer",
             lambda X, pairs, seed: isotropy.average_cosine(isotropy.standardize(X), n_pairs=pairs, seed=seed),
             "Average cosine, standardized", "cosine", settings={"pairs": 20000}, shared=("seed",), bootstrap=ON_DEV),

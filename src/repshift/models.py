@@ -105,7 +105,7 @@ def autocast(device, precision: str | None = None):
 
 def training_precision(device, precision: str) -> str:
     """The precision of fine-tuning steps: `precision`, or for "auto" bfloat16 where the device computes it natively
-    (CUDA, or a CPU with AMX tiles or AVX512-BF16: 1.6-1.75x per MiniLM step on 2 cores) and float32 elsewhere."""
+    (CUDA, or a CPU with AMX tiles or AVX512-BF16: 1.34x per MiniLM step on 2 cores) and float32 elsewhere."""
     import torch
 
     if precision != "auto":
