@@ -39,8 +39,9 @@ def run_timings(logs: list[Path]) -> tuple[dict, pd.DataFrame]:
             elif job and (match := re.fullmatch(r"\s+threads: (\d+)", line)):
                 job["threads"] = int(match.group(1))
             elif match := re.fullmatch(r"Finished jobid: (\d+) \(Rule: (\w+)\)", line):
-                job = started.pop(match.group(1))
-                jobs.append({**job, "seconds": (stamp - job.pop("start")).total_seconds()})
+                finished = started.pop(match.group(1))
+                seconds = (stamp - finished.pop("start")).total_seconds()
+                jobs.append({**finished, "seconds": seconds})
                 job = None
         hours, minutes, seconds = re.search(r"Elapsed time: (\d+):(\d+):([\d.]+)", text).groups()
         wall += int(hours) * 3600 + int(minutes) * 60 + float(seconds)

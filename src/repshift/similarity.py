@@ -211,9 +211,7 @@ def linear_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto", weights: np.nda
     if weights is None:
         return float(cka_matrix([X, Y], form=form)[0, 1])
     X, Y = (_weighted_centred(a, weights) for a in _checked([X, Y]))
-    cross = np.sum((Y.T @ X) ** 2)
-    denominator = np.sqrt(np.sum((X.T @ X) ** 2) * np.sum((Y.T @ Y) ** 2))
-    return float(cross / denominator) if denominator > 0 else np.nan
+    return float(_centred_linear_cka(X, Y, [slice(None)])[0])
 
 
 def _weighted_centred(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -221,6 +219,15 @@ def _weighted_centred(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
     weights = np.asarray(weights, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
     return (X - weights @ X / weights.sum()) * np.sqrt(weights)[:, None]
+
+
+def _centred_linear_cka(X: np.ndarray, Y: np.ndarray, orders) -> np.ndarray:
+    """Linear CKA of centred X with Y's rows in each of `orders`: ||Y_o^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F), the
+    self terms computed once (a row order leaves them unchanged); nan when X or Y is constant."""
+    denominator = np.sqrt(np.sum((X.T @ X) ** 2) * np.sum((Y.T @ Y) ** 2))
+    if not denominator > 0:
+        return np.full(len(orders), np.nan)
+    return np.array([np.sum((Y[order].T @ X) ** 2) for order in orders]) / denominator
 
 
 def debiased_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto") -> float:
@@ -262,11 +269,8 @@ def cka_permutation_baseline(
     if debiased:
         return np.array(
             [cka_matrix([X, Y[rng.permutation(len(Y))]], debiased=True)[0, 1] for _ in range(n_permutations)])
-    X, Y = (a - a.mean(axis=0) for a in (np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)))
-    denominator = np.sqrt(np.sum((X.T @ X) ** 2) * np.sum((Y.T @ Y) ** 2))
-    if not denominator > 0:
-        return np.full(n_permutations, np.nan)
-    return np.array([np.sum((Y[rng.permutation(len(Y))].T @ X) ** 2) for _ in range(n_permutations)]) / denominator
+    X, Y = (_weighted_centred(a, np.ones(len(a))) for a in (X, Y))
+    return _centred_linear_cka(X, Y, [rng.permutation(len(Y)) for _ in range(n_permutations)])
 
 
 def block_diagonality(M: np.ndarray, min_block: int = 2) -> tuple[float, int]:
