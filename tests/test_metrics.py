@@ -102,3 +102,29 @@ def test_a_derived_measure_takes_its_interval_from_its_inputs_paired_replicates(
         assert selectivity["value"] == pytest.approx(task["value"] - control["value"])
         assert (selectivity["ci_low"], selectivity["ci_high"]) == pytest.approx(percentile_interval(paired), rel=1e-5)
         assert selectivity["ci_low"] > 0.3
+
+
+def test_linear_and_debiased_cka_stream_every_token_once_and_equal_their_all_pairs_forms():
+    from repshift import similarity
+
+    view, reads = token_view(), []
+    rows = np.arange(len(view.groups))
+    every = [layer[rows] for layer in view.layers]
+
+    def chunks():
+        reads.append(1)
+        yield from ([layer[lo:lo + 100] for layer in every] for lo in range(0, len(rows), 100))
+
+    streamed = View(view.layers[:], view.targets, view.groups, stream=chunks)
+    shared = {**SHARED, "layer_by_layer": ["linear_cka", "debiased_cka"], "n_boot": 0}
+    chosen = {name: dict(catalog.get(name).settings) for name in ("linear_cka", "debiased_cka")}
+    found = {(r["measure"], r["layer"], r["layer_b"]): r["value"]
+             for r in walk_layers(lambda representation: streamed, chosen, shared) if r.get("layer_b") is not None}
+    assert len(reads) == 1, "the second CKA takes the first one's sums"
+    for debiased, name in ((False, "linear_cka"), (True, "debiased_cka")):
+        expected = similarity.cka_matrix(every, debiased=debiased, form="gram")
+        for a in range(LAYERS):
+            for b in range(LAYERS):
+                if (name, a, b) in found:
+                    assert found[(name, a, b)] == pytest.approx(expected[a, b], rel=1e-9), (name, a, b)
+    assert {key[0] for key in found} == {"linear_cka", "debiased_cka"}

@@ -63,7 +63,7 @@ class View:
 
     def __init__(self, layers, targets: dict, groups: np.ndarray, stream=None):
         self.layers, self.targets, self.groups, self.stream = layers, targets, groups, stream
-        self._subsets = {}
+        self._subsets, self.streamed = {}, {}
 
     def subset(self, max_rows: int | None, seed: int) -> "View":
         """This view on a seeded sample of at most max_rows rows (itself when that keeps every row), made once, so
@@ -254,12 +254,31 @@ def _stream_matrix(make, chunks) -> np.ndarray:
     return stream.matrix()
 
 
+def _fed(streams: list, chunks, done: dict, rows) -> list:
+    """`streams` with every chunk added (a chunk holds one part per stream). Streams that keep their sums apart
+    (a `sums` attribute, e.g. CKAStream's CrossSums) take the sums a stream of the same kind already read from the
+    same `rows` (a key of `done`): linear and debiased CKA read every token once."""
+    kinds = {type(getattr(stream, "sums", None)) for stream in streams}
+    key = (kinds.pop(), rows) if len(kinds) == 1 and not kinds & {type(None)} else None
+    if key in done:
+        for stream, sums in zip(streams, done[key]):
+            stream.sums = sums
+        return streams
+    for chunk in chunks:
+        for stream, part in zip(streams, chunk):
+            stream.add(part)
+    if key is not None:
+        done[key] = [stream.sums for stream in streams]
+    return streams
+
+
 def _pair_matrix(measure, settings: dict, shared: dict, view: View, representation: str) -> np.ndarray:
     """The layer x layer matrix of a pair measure: streamed over every token, all pairs at once, or pair by pair;
     each undefined entry logged once."""
     if measure.stream and settings.get("all_tokens") and view.stream is not None:
-        return _logged_matrix(measure.name, representation,
-                              _stream_matrix(measure.bind_stream(settings, shared), view.stream()))
+        (stream,) = _fed([measure.bind_stream(settings, shared)()], ([chunk] for chunk in view.stream()),
+                         view.streamed, "layers")
+        return _logged_matrix(measure.name, representation, stream.matrix())
     layers = view.subset(settings.get("max_rows"), shared["seed"]).layers
     if measure.all_pairs:
         return _logged_matrix(measure.name, representation, measure.bind_all_pairs(settings, shared)(layers))
@@ -410,10 +429,9 @@ def _versus(measure, settings: dict, shared: dict, base_view: View, tuned_view: 
     with `bootstrap`, an interval from the same rows' sentences (the seeded sample when the value streams them all)."""
     base, tuned = (v.subset(settings.get("max_rows"), shared["seed"]) for v in (base_view, tuned_view))
     if measure.stream and settings.get("all_tokens") and base_view.stream is not None:
-        streams = [measure.bind_stream(settings, shared)() for _ in base_view.layers]
-        for a, b in zip(base_view.stream(), tuned_view.stream()):
-            for stream, x, y in zip(streams, a, b):
-                stream.add([x, y])
+        streams = _fed([measure.bind_stream(settings, shared)() for _ in base_view.layers],
+                       ([[x, y] for x, y in zip(a, b)] for a, b in zip(base_view.stream(), tuned_view.stream())),
+                       base_view.streamed, ("versus", id(tuned_view)))
         values = [_value(measure.name, f"{representation} layer {layer}", lambda s=s: s.matrix()[0, 1])
                   for layer, s in enumerate(streams)]
         if not measure.bootstrap:

@@ -54,18 +54,22 @@ def _checked(arrays: Sequence[np.ndarray], min_rows: int = 2) -> list[np.ndarray
     return checked
 
 
-class CKAStream:
-    """Exact linear and debiased CKA between L layers from row chunks: memory O((sum d_i)^2), not O(n).
+class CrossSums:
+    """The sums behind exact linear and debiased CKA between L layers, accumulated from row chunks: memory
+    O((sum d_i)^2), not O(n). One set serves both estimators (CKAStream), so they read the rows once.
 
     Rows are shifted by the first chunk's column means (exact, and well conditioned); the centred cross-covariance
-    blocks and the products of centred squared row norms are recovered from the shifted sums at the end.
+    blocks and the products of centred squared row norms are recovered from the shifted sums at the first estimate,
+    which keeps only those L x L totals.
     """
 
-    def __init__(self, debiased: bool = False):
-        self.n, self.debiased = 0, debiased
+    def __init__(self):
+        self.n, self.totals = 0, None
 
     def add(self, layers: Sequence[np.ndarray]) -> None:
         """Accumulate one chunk: the same rows of every layer, in the same layer order as earlier chunks."""
+        if self.totals is not None:
+            raise ValueError("CrossSums: rows added after an estimate; start new sums")
         chunk = [np.asarray(a, dtype=np.float64) for a in layers]
         if self.n == 0:
             widths = [a.shape[1] for a in chunk]
@@ -89,11 +93,8 @@ class CKAStream:
     def _blocks(self, M: np.ndarray) -> np.ndarray:
         return np.add.reduceat(np.add.reduceat(M, self.starts, axis=0), self.starts, axis=1)
 
-    def matrix(self) -> np.ndarray:
-        """The L x L CKA matrix (linear, or debiased) of every row added (see cka_matrix)."""
-        n, debiased = self.n, self.debiased
-        if n < (4 if debiased else 2):
-            raise ValueError(f"This measure needs at least {4 if debiased else 2} rows (examples), got {n}.")
+    def _totals(self) -> tuple:
+        n = self.n
         delta = self.sums / n
         cross = self._blocks((self.gram - n * np.outer(delta, delta)) ** 2)
         offset = np.add.reduceat(delta**2, self.starts)
@@ -101,7 +102,30 @@ class CKAStream:
         products = (self.norm_products - 2 * (shifted_dot_norms + shifted_dot_norms.T)
                     + 4 * self._blocks(self.gram * np.outer(delta, delta))
                     + np.outer(self.norm_sums, offset) + np.outer(offset, self.norm_sums) - 3 * n * np.outer(offset, offset))
-        return _normalised(cross, products, self.norm_sums - n * offset, n, debiased)
+        del self.gram, self.rows_by_norms
+        return cross, products, self.norm_sums - n * offset
+
+    def cka(self, debiased: bool) -> np.ndarray:
+        """The L x L CKA matrix (linear, or debiased) of every row added (see cka_matrix)."""
+        if self.n < (4 if debiased else 2):
+            raise ValueError(f"This measure needs at least {4 if debiased else 2} rows (examples), got {self.n}.")
+        if self.totals is None:
+            self.totals = self._totals()
+        return _normalised(*self.totals, self.n, debiased)
+
+
+class CKAStream:
+    """Exact linear (or debiased) CKA between L layers from row chunks, on CrossSums that another CKAStream of the
+    same rows may have accumulated already (`sums`)."""
+
+    def __init__(self, debiased: bool = False):
+        self.debiased, self.sums = debiased, CrossSums()
+
+    def add(self, layers: Sequence[np.ndarray]) -> None:
+        self.sums.add(layers)
+
+    def matrix(self) -> np.ndarray:
+        return self.sums.cka(self.debiased)
 
 
 class MinibatchCKA:
