@@ -89,18 +89,27 @@ def _mean_pieces(texts: list[str]) -> float:
     return sum(len(ids) for ids in tokenizer(texts)["input_ids"]) / len(texts)
 
 
-def probe_size(config: dict, probe: str, corpora: Path) -> tuple[int, float]:
-    """Sentences an extract job of `probe` stores and their mean pieces: a task's dev sentences from TASK_SIZES; a
-    probe set on this machine (a pattern corpus) counted and tokenized; another from its max_sentences and
-    PROBE_PIECES."""
+def task_size(task: str, run_dir: Path) -> tuple[int, float]:
+    """Training sentences and mean pieces of a task: its published size (TASK_SIZES), or as the measured run split
+    it (the offline tasks)."""
+    if task in TASK_SIZES:
+        return TASK_SIZES[task]
+    train = json.loads((run_dir / f"results/data/tasks/{task}.json").read_text())["train"]["text"]
+    return len(train), _mean_pieces(train)
+
+
+def probe_size(config: dict, probe: str, run_dir: Path) -> tuple[int, float]:
+    """Sentences an extract job of `probe` stores and their mean pieces: a task's dev sentences (lengths as its
+    training sentences); a probe set on this machine (a pattern corpus) counted and tokenized; another from its
+    max_sentences and PROBE_PIECES."""
     if probe.startswith("dev-"):
-        return config["extract"]["dev_sentences"], TASK_SIZES[probe.removeprefix("dev-")][1]
+        return config["extract"]["dev_sentences"], task_size(probe.removeprefix("dev-"), run_dir)[1]
     spec = config["probes"][probe]
     if spec["source"]["kind"] != "pattern":
         return spec["max_sentences"], PROBE_PIECES[probe]
     from repshift import data
 
-    texts = [" ".join(words) for words in data.load_source(spec["source"], corpora).words]
+    texts = [" ".join(words) for words in data.load_source(spec["source"], run_dir / "resources/corpora").words]
     return min(len(texts), spec.get("max_sentences") or len(texts)), _mean_pieces(texts)
 
 
@@ -125,7 +134,7 @@ def unit_costs(run_dir: Path, jobs: pd.DataFrame) -> dict:
             "per_job": jobs[jobs["rule"].isin(SCALED_RULES)].groupby("rule")["core_seconds"].mean().to_dict()}
 
 
-def target_costs(config_file: Path, units: dict, planned: pd.DataFrame, corpora: Path) -> pd.DataFrame:
+def target_costs(config_file: Path, units: dict, planned: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
     """One row per rule of the target config: jobs, CPU core-hours, GPU-hours where a GPU runs it, disk."""
     config = rc.load_config(config_file, SCHEMA)
     sizes = {}
@@ -138,7 +147,7 @@ def target_costs(config_file: Path, units: dict, planned: pd.DataFrame, corpora:
             layers, hidden, flops, params = ARCHITECTURES[model["id"]] if model else units["architecture"]
             if rule == "finetune":
                 variant = rc.parse_variant(_wildcard(wildcards, "finetuned"))
-                train, pieces = TASK_SIZES[variant.task]
+                train, pieces = task_size(variant.task, run_dir)
                 settings = rc.finetune_settings(config, variant)
                 tokens = settings["epochs"] * min(train, config["split"].get("max_train") or train) * pieces
                 core += units["train_token"] * tokens * flops / flops0
@@ -149,7 +158,7 @@ def target_costs(config_file: Path, units: dict, planned: pd.DataFrame, corpora:
             elif rule == "extract":
                 probe = _wildcard(wildcards, "probe")
                 if probe not in sizes:
-                    sizes[probe] = probe_size(config, probe, corpora)
+                    sizes[probe] = probe_size(config, probe, run_dir)
                 tokens = sizes[probe][0] * sizes[probe][1]
                 core += units["stored_token"] * tokens * flops / flops0
                 gpu = (gpu or 0) + 2 * flops * tokens / SUSTAINED_FLOPS / 3600
@@ -175,7 +184,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     units = unit_costs(args.run_dir, measured_jobs(args.run_dir))
-    table = target_costs(args.config, units, planned_jobs(args.config), args.run_dir / "resources/corpora")
+    table = target_costs(args.config, units, planned_jobs(args.config), args.run_dir)
     print(f"basis: {units['train_token'] * 1e3:.3f} core-ms per training token and "
           f"{units['stored_token'] * 1e3:.3f} core-ms per stored token (measured encoder), "
           f"per-job core-seconds {({k: round(v, 1) for k, v in units['per_job'].items()})}")

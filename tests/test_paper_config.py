@@ -1,5 +1,7 @@
-"""The studies' own configuration builds its DAG (a dry run needs no hub), locally and through the SLURM profile."""
+"""The shipped configurations build their DAGs (a dry run needs no hub and downloads nothing), locally and through
+the SLURM profile."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,19 +11,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def dry_run(tmp_path, *args):
+def dry_run(tmp_path, *args, config="configs/paper.yaml"):
     command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--configfile", str(REPO / "configs/paper.yaml"), *args]
+               "--directory", str(tmp_path), "--configfile", str(REPO / config), *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     return result.stdout + result.stderr
 
 
+def job_counts(out: str) -> dict:
+    return {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+
+
 @pytest.mark.workflow
 def test_paper_dag_builds(tmp_path):
-    out = dry_run(tmp_path, "--cores", "8", "--workflow-profile", "none")
-    counts = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    counts = job_counts(dry_run(tmp_path, "--cores", "8", "--workflow-profile", "none"))
+    assert "assemble_model" not in counts
     models, tasks, seeds, frozen = 2, 3, 5, 2
     assert counts["finetune"] == models * tasks * seeds * (1 + frozen)
     assert counts["figures"] == models * tasks
@@ -35,3 +41,16 @@ def test_paper_dry_run_through_slurm_profile_shows_requests(tmp_path):
     requests = finetune[: finetune.index("\n\n")] if "\n\n" in finetune else finetune
     assert "gpu=1" in requests and "mem_mb=32000" in requests and "runtime=720" in requests
     assert "slurm_partition=" in out
+
+
+@pytest.mark.workflow
+def test_offline_base_assembles_mpnet_once_before_everything_that_loads_it(tmp_path):
+    out = dry_run(tmp_path, "--cores", "2", "--workflow-profile", "none", config="configs/offline-base.yaml")
+    counts = job_counts(out)
+    assert counts["assemble_model"] == 1
+    assert counts["finetune"] == 2 * 3 * 2, "two tasks, three seeds, full and frozen"
+    jobs = re.split(r"^rule ", out, flags=re.M)[1:]
+    loads = {job.split(":")[0] for job in jobs if re.search(r"input: .*resources/models/all-mpnet-base-v2", job)}
+    assert loads == {"finetune", "baseline", "extract"}
+    loading = [job for job in jobs if job.startswith("extract:") and "all-mpnet-base-v2" in job]
+    assert len(loading) == 2 + 2 < counts["extract"], "only the pre-trained model's (two dev sets, two probe sets)"

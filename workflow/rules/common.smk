@@ -2,6 +2,7 @@ import json
 import re
 import shlex
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 SRC = Path(workflow.basedir) / "src"
@@ -9,6 +10,7 @@ sys.path.insert(0, str(SRC))
 
 from repshift import config as rc
 from repshift.errors import UserError
+from repshift.models import ASSEMBLED, ASSEMBLED_DIR, assembled_dir
 from repshift.provenance import code_version
 
 try:
@@ -18,6 +20,9 @@ except UserError as error:
 
 REPSHIFT = f"PYTHONPATH={SRC} {sys.executable} -m repshift"
 MODELS, TASKS, PROBES, SEEDS = config["models"], config["tasks"], config["probes"], config["seeds"]
+# the models of this config that are assembled from PyPI wheels, by folder under ASSEMBLED_DIR
+ASSEMBLED_IDS = {ASSEMBLED[m["id"]].folder: m["id"] for m in MODELS.values()
+                 if m["id"] in ASSEMBLED and m.get("revision") in (None, "main")}
 
 
 def alternatives(names):
@@ -37,6 +42,7 @@ wildcard_constraints:
     pair=SEED_PAIR,
     probe=alternatives([rc.dev_probe(t) for t in TASKS] + list(PROBES)),
     figure=alternatives(FIGURES),
+    assembled=alternatives(ASSEMBLED_IDS) or "(?!)",
 
 
 def res(rule, key):
@@ -89,6 +95,12 @@ def finetuned_dir(model, variant):
     return f"results/models/{model}/{variant}"
 
 
+def pretrained_files(model):
+    """The assembled folder a pre-trained model loads from; none for embedded, hub and local models."""
+    model_id = MODELS[model]["id"]
+    return [str(assembled_dir(model_id))] if model_id in ASSEMBLED_IDS.values() else []
+
+
 def model_spec(wildcards):
     if wildcards.variant == rc.BASE:
         return as_json(MODELS[wildcards.model])
@@ -102,7 +114,8 @@ def finetuned_weights(model, variant):
 
 def extract_inputs(wildcards):
     return {"probe": f"results/data/probes/{wildcards.probe}.json",
-            "weights": finetuned_weights(wildcards.model, wildcards.variant)}
+            "weights": finetuned_weights(wildcards.model, wildcards.variant),
+            "pretrained": pretrained_files(wildcards.model) if wildcards.variant == rc.BASE else []}
 
 
 def metric_tables(model, variants):

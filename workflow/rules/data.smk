@@ -16,6 +16,22 @@ rule fetch_corpora:
         " --settings {params.settings:q} > {log} 2>&1"
 
 
+rule assemble_model:
+    output:
+        directory(f"{ASSEMBLED_DIR}/{{assembled}}"),
+    params:
+        model=lambda wc: as_json({"id": ASSEMBLED_IDS[wc.assembled]}),
+        pins=lambda wc: as_json(asdict(ASSEMBLED[ASSEMBLED_IDS[wc.assembled]])),
+    threads: res("assemble_model", "threads")
+    resources:
+        mem_mb=res("assemble_model", "mem_mb"),
+        runtime=res("assemble_model", "runtime"),
+    log:
+        "logs/assemble_model/{assembled}.log",
+    shell:
+        "{REPSHIFT} assemble-model --model {params.model:q} --dest {output:q} > {log} 2>&1"
+
+
 rule prepare_task:
     input:
         lambda wc: source_input(TASKS[wc.task]),

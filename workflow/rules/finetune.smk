@@ -1,6 +1,7 @@
 rule finetune:
     input:
         task=lambda wc: f"results/data/tasks/{rc.parse_variant(wc.finetuned).task}.json",
+        pretrained=lambda wc: pretrained_files(wc.model),
     output:
         weights="results/models/{model}/{finetuned}/model.safetensors",
         config="results/models/{model}/{finetuned}/config.json",
@@ -50,6 +51,7 @@ rule layer_drop:
 rule baseline:
     input:
         task="results/data/tasks/{task}.json",
+        pretrained=lambda wc: pretrained_files(wc.model),
     output:
         "results/baselines/{model}/{task}.json",
     params:
