@@ -13,8 +13,9 @@ files). Each rule's measured cost is turned into a unit cost and scaled to the t
   parameters per token at SUSTAINED_FLOPS.
 - metrics, compare, seed_floor, layer_drop, baseline: the measured mean core-seconds of a job of that rule, times
   (target layers / measured layers) x (target hidden / measured hidden)^2 x (target token sample / measured): the
-  first-order cost of covariance and Gram products over the token sample; eigendecompositions (hidden^3) and
-  layer x layer matrices (layers^2) make the true cost of a 768-d, 13-layer model higher.
+  cost of covariance and Gram products over the token sample. On all-mpnet-base-v2 (12 layers, 768-d) measured
+  here this, and the FLOP ratio of fine-tuning and extraction, overstated the CPU cost about 2x (README): an
+  upper estimate.
 - GPU-hours also never go below STEP_SECONDS per training step (small batches leave a GPU launch-bound).
 - peak memory of one job: 16 bytes per parameter (weights, gradients, AdamW moments) plus RUNTIME_GB to fine-tune,
   4 bytes per parameter plus RUNTIME_GB to extract; the float64 token sample of every layer (two for a comparison)

@@ -93,7 +93,7 @@ def tiny_config(model_dir: Path, files: dict) -> dict:
         "seeds": [0],
         "split": {"dev_size": 30, "seed": 3},
         "finetune": {"epochs": 1, "batch_size": 16, "max_length": 32, "learning_rate": 1.0e-3},
-        "extract": {"max_length": 32, "batch_tokens": 256},
+        "extract": {"max_length": 32, "batch_tokens": 256, "dtype": "float32"},
         "metrics": {"max_tokens": 300, "layer_by_layer": [
             "linear_cka", "debiased_cka", "minibatch_cka", "rbf_cka", "rsa_spearman", "svcca", "procrustes",
             "angular_shape", "mutual_knn", "cknna", "jaccard_knn"]},

@@ -13,7 +13,7 @@ from repshift.data import prepare_probe
 from repshift.errors import UserError
 from repshift.models import load_encoder, load_tokenizer
 
-SETTINGS = {"max_length": 9, "batch_tokens": 64}
+SETTINGS = {"max_length": 9, "batch_tokens": 64, "dtype": "float32"}
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,34 @@ def extracted(tmp_path_factory, tiny_assets):
     extract({"id": str(model_dir)}, root / "probe.json", root / "act.h5", SETTINGS, threads=1,
             provenance={"variant": "base", "probe": "pos"})
     return model_dir, root
+
+
+def test_float16_store_is_half_the_size_and_reads_back_as_float32_within_its_rounding(extracted):
+    model_dir, root = extracted
+    extract({"id": str(model_dir)}, root / "probe.json", root / "half.h5", {**SETTINGS, "dtype": "float16"},
+            threads=1, provenance={"variant": "base", "probe": "pos"})
+    with Activations(root / "act.h5") as single, Activations(root / "half.h5") as half, \
+            h5py.File(root / "half.h5") as raw:
+        assert half.provenance["dtype"] == "float16" and single.provenance["dtype"] == "float32"
+        assert {raw[name].dtype for name in activations.LAYERED} == {np.dtype("float16")}
+        assert raw["tokens/hidden"].nbytes * 2 == h5py.File(root / "act.h5")["tokens/hidden"].nbytes
+        rows = np.arange(0, len(half.token_meta("piece_id")), 3)
+        for layer in range(half.n_layers):
+            for read in (lambda a: a.tokens(layer), lambda a: a.tokens(layer, rows),
+                         lambda a: a.sentences(layer, "cls"), lambda a: a.sentences(layer, "mean")):
+                wide, narrow = read(single), read(half)
+                assert narrow.dtype == np.float32
+                np.testing.assert_allclose(narrow, wide, rtol=2**-11, atol=2**-24)
+                assert not np.array_equal(narrow, wide), "the values did go through float16"
+
+
+def test_float16_store_refuses_activations_beyond_its_range(extracted, monkeypatch):
+    model_dir, root = extracted
+    monkeypatch.setattr(activations, "HALF_MAX", 0.5)
+    with pytest.raises(UserError, match="config key extract.dtype: float16 cannot hold .* set extract.dtype to float32"):
+        extract({"id": str(model_dir)}, root / "probe.json", root / "over.h5", {**SETTINGS, "dtype": "float16"},
+                threads=1, provenance={"variant": "base", "probe": "pos"})
+    assert not (root / "over.h5").exists()
 
 
 def test_length_batches_respect_token_budget():

@@ -20,8 +20,9 @@ pytest.importorskip("IsoScore")
 
 import run  # noqa: E402  (benchmarks/run.py)
 
-EXPECTED = {"extraction": 5, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "layerdrop": 1, "replicates": 4,
+EXPECTED = {"extraction": 6, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "layerdrop": 1, "replicates": 4,
             "finetune": 2, "memory": 3, "streaming": 11, "workflow": 3}
+STORE_ROWS = 3  # then one row per measure of the tables
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,26 @@ def test_table_has_every_row_with_numbers(table):
         assert len(rows) == count, (section, [r["benchmark"] for r in rows])
         for r in rows:
             assert number(r["repshift"]) > 0, r
+    for r in rows_of(table, "store")[:STORE_ROWS]:
+        assert number(r["repshift"]) > 0, r
+
+
+def test_the_float16_store_has_a_row_for_every_measure_and_keeps_cka_rsa_and_isotropy_within_1e_3(table):
+    from repshift import catalog
+
+    rows = rows_of(table, "store")
+    files, _, _ = rows[:STORE_ROWS]
+    assert 1.9 < number(files["ratio"]) < 2.1, files
+    measured = {r["benchmark"].split(":")[0]: r for r in rows[STORE_ROWS:]}
+    layer_by_layer = run.schema_defaults("metrics")["layer_by_layer"]
+    expected = ({name for m in catalog.MEASURES if m.takes != "pair" or m.name in layer_by_layer for name in m.names}
+                | {catalog.versus(m.name) for m in catalog.MEASURES if m.base_vs_finetuned})
+    assert set(measured) == expected
+    targeted = [r for r in measured.values() if r["target"]]
+    assert {catalog.get(name.removesuffix(catalog.VERSUS)).unit for name, r in measured.items() if r["target"]} == set(
+        run.STORE_TARGET_UNITS)
+    for r in targeted:
+        assert r["holds"] == "yes" and 0 < number(r["max_abs_diff"]) <= 1e-3, r
 
 
 def test_layer_drop_in_one_pass_gives_the_truncation_loop_s_accuracies(table):
@@ -82,7 +103,8 @@ def test_rsa_isoscore_probes_agree(table):
 
 def test_extraction_stores_what_a_plain_forward_gives(table):
     rows = rows_of(table, "extraction")
-    assert number(rows[3]["max_abs_diff"]) < 1e-3, rows[3]
+    (naive,) = [r for r in rows if r["benchmark"] == "extract() vs naive per-sentence loop"]
+    assert number(naive["max_abs_diff"]) < 1e-3, naive
     assert all(number(r["reference"]) > 0 for r in rows)
 
 

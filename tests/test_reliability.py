@@ -93,7 +93,8 @@ def activations(tmp_path_factory, tiny_assets):
     root = tmp_path_factory.mktemp("act")
     data.prepare_probe(root / "pos.json", {}, max_sentences=None, seed=0,
                        source={"kind": "local", "path": str(files["tagged.txt"])})
-    extract({"id": str(model_dir)}, root / "pos.json", root / "pos.h5", {"max_length": 32, "batch_tokens": 256},
+    extract({"id": str(model_dir)}, root / "pos.json", root / "pos.h5",
+            {"max_length": 32, "batch_tokens": 256, "dtype": "float32"},
             threads=1, provenance=BASE_ACT)
     return root / "pos.h5"
 
@@ -160,7 +161,7 @@ def test_extract_killed_mid_write_leaves_no_file_and_the_partial_one_is_refused(
     probe = {"provenance": {}, "words": [w for w, _ in sentences(2000, seed=7)], "tags": None, "labels": None,
              "tag_names": [], "label_names": []}
     (tmp_path / "big.json").write_text(json.dumps(probe))
-    out, options = tmp_path / "act/big.h5", {"max_length": 32, "batch_tokens": 64}
+    out, options = tmp_path / "act/big.h5", {"max_length": 32, "batch_tokens": 64, "dtype": "float32"}
     command = repshift("extract", model={"id": str(model_dir)}, probe=tmp_path / "big.json", out=out, threads=1,
                        settings=options, provenance=BASE_ACT)
     kill_when(command, lambda: bool(temporaries(out)), tmp_path / "extract.log")
@@ -400,7 +401,8 @@ def test_overlong_inputs_are_truncated_with_a_logged_count(tiny_assets, task_fil
     words = json.loads((tmp_path / "pos.json").read_text())["words"]
     expected = sum(len(tokenizer(w, is_split_into_words=True)["input_ids"]) > 10 for w in words)
     assert 0 < expected < len(words)
-    extract({"id": str(model_dir)}, tmp_path / "pos.json", tmp_path / "pos.h5", {"max_length": 10, "batch_tokens": 64},
+    extract({"id": str(model_dir)}, tmp_path / "pos.json", tmp_path / "pos.h5",
+            {"max_length": 10, "batch_tokens": 64, "dtype": "float32"},
             threads=1, provenance=BASE_ACT)
     assert f"{len(words)} sentences, " in (out := capsys.readouterr().out) and f"{expected} truncated at 10 pieces" in out
     with Activations(tmp_path / "pos.h5") as act:

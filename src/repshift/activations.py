@@ -20,6 +20,7 @@ READ_BLOCK_ROWS = 16 * CHUNK_ROWS
 DATASETS = {"tokens": ("hidden", "sentence_id", "word_index", "piece_id", "special", "pos_tag"),
             "sentences": ("cls", "mean", "sentence_id", "label", "n_tokens")}
 LAYERED = ("tokens/hidden", "sentences/cls", "sentences/mean")
+HALF_MAX = 65504.0
 
 
 def tokenize_probe(tokenizer, words: list[list[str]], max_length: int):
@@ -105,6 +106,14 @@ def _create(handle, name, shape, dtype):
     return handle.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, fletcher32=bool(chunks))
 
 
+def _check_half_range(hidden_states, keep, model_id: str) -> None:
+    """Refuse a float16 store of activations beyond float16's range (they would be stored as infinities)."""
+    largest = max(float(h[keep].abs().max()) for h in hidden_states)
+    if largest > HALF_MAX:
+        raise UserError(f"config key extract.dtype: float16 cannot hold the activations of {model_id} (|x| reaches "
+                        f"{largest:,.0f}, float16 stops at {HALF_MAX:,.0f}); set extract.dtype to float32")
+
+
 def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, provenance: dict):
     """Run the encoder over a probe set; store every hidden layer's token, [CLS] and mean vectors."""
     import torch
@@ -130,10 +139,11 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
     print(f"{n_sent} sentences, {n_tokens} tokens, {truncated} truncated at {settings['max_length']} pieces, "
           f"{len(batches)} batches", flush=True)
 
+    dtype = settings["dtype"]
+    stored = getattr(torch, dtype)
     with atomic_path(out) as tmp, h5py.File(tmp, "w", rdcc_nbytes=RDCC_BYTES) as handle:
-        token_states = _create(handle, "tokens/hidden", (n_layers, n_tokens, hidden), "float32")
-        for kind in ("cls", "mean"):
-            _create(handle, f"sentences/{kind}", (n_layers, n_sent, hidden), "float32")
+        for name, rows in (("tokens/hidden", n_tokens), ("sentences/cls", n_sent), ("sentences/mean", n_sent)):
+            _create(handle, name, (n_layers, rows, hidden), dtype)
         handle["tokens/sentence_id"] = np.repeat(order, lengths[order]).astype(np.int32)
         handle["tokens/word_index"] = words_of.astype(np.int32)
         handle["tokens/piece_id"] = pieces.astype(np.int32)
@@ -147,7 +157,7 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
             "format_version": FORMAT_VERSION,
             "provenance": json.dumps({**provenance, "model_id": resolved.model_id,
                                       "model_revision": resolved.revision, "weights_sha256": resolved.weights_sha256,
-                                      "n_layers": n_layers, "hidden_size": hidden, "dtype": "float32",
+                                      "n_layers": n_layers, "hidden_size": hidden, "dtype": dtype,
                                       "truncated_sentences": int(truncated), "settings": settings},
                                      sort_keys=True),
             "tag_names": json.dumps(probe["tag_names"]),
@@ -165,11 +175,13 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
                                        output_hidden_states=True).hidden_states
                     keep = mask.bool().to(device)
                     n_batch_tokens = int(keep.sum())
+                    if stored is torch.float16:
+                        _check_half_range(out_states, keep, resolved.model_id)
                     writer.put([
-                        ("tokens/hidden", token_at, [h[keep].float().cpu().numpy() for h in out_states]),
-                        ("sentences/cls", sentence_at, [h[:, 0].float().cpu().numpy() for h in out_states]),
+                        ("tokens/hidden", token_at, [h[keep].to(stored).cpu().numpy() for h in out_states]),
+                        ("sentences/cls", sentence_at, [h[:, 0].to(stored).cpu().numpy() for h in out_states]),
                         ("sentences/mean", sentence_at,
-                         [m.cpu().numpy() for m in content_means(out_states, content.to(device))]),
+                         [m.to(stored).cpu().numpy() for m in content_means(out_states, content.to(device))]),
                     ])
                     token_at += n_batch_tokens
                     sentence_at += len(batch)
@@ -237,7 +249,7 @@ class Activations:
 
     def _read(self, name: str, layer: int | slice | None = None, rows: slice = slice(None)) -> np.ndarray:
         try:
-            values = self._h[name][:] if layer is None else self._h[name][layer, rows]
+            values = self._h[name][:] if layer is None else self._h[name][layer, rows].astype(np.float32, copy=False)
         except OSError as exc:
             self._refuse(f"corrupt data in {name} ({exc})")
         if layer is not None and not np.isfinite(values).all():
