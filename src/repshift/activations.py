@@ -106,9 +106,10 @@ def _create(handle, name, shape, dtype):
     return handle.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, fletcher32=bool(chunks))
 
 
-def _check_half_range(hidden_states, keep, model_id: str) -> None:
-    """Refuse a float16 store of activations beyond float16's range (they would be stored as infinities)."""
-    largest = max(float(h[keep].abs().max()) for h in hidden_states)
+def _check_half_range(token_states, model_id: str) -> None:
+    """Refuse a float16 store of activations beyond float16's range (they would be stored as infinities); the
+    token rows bound the [CLS] rows they hold and the means of them."""
+    largest = max(float(h.abs().max()) for h in token_states)
     if largest > HALF_MAX:
         raise UserError(f"config key extract.dtype: float16 cannot hold the activations of {model_id} (|x| reaches "
                         f"{largest:,.0f}, float16 stops at {HALF_MAX:,.0f}); set extract.dtype to float32")
@@ -175,10 +176,11 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
                                        output_hidden_states=True).hidden_states
                     keep = mask.bool().to(device)
                     n_batch_tokens = int(keep.sum())
+                    token_states = [h[keep] for h in out_states]
                     if stored is torch.float16:
-                        _check_half_range(out_states, keep, resolved.model_id)
+                        _check_half_range(token_states, resolved.model_id)
                     writer.put([
-                        ("tokens/hidden", token_at, [h[keep].to(stored).cpu().numpy() for h in out_states]),
+                        ("tokens/hidden", token_at, [h.to(stored).cpu().numpy() for h in token_states]),
                         ("sentences/cls", sentence_at, [h[:, 0].to(stored).cpu().numpy() for h in out_states]),
                         ("sentences/mean", sentence_at,
                          [m.to(stored).cpu().numpy() for m in content_means(out_states, content.to(device))]),

@@ -255,11 +255,11 @@ def _stream_matrix(make, chunks) -> np.ndarray:
 
 
 def _fed(streams: list, chunks, done: dict, rows) -> list:
-    """`streams` with every chunk added (a chunk holds one part per stream). Streams that keep their sums apart
-    (a `sums` attribute, e.g. CKAStream's CrossSums) take the sums a stream of the same kind already read from the
-    same `rows` (a key of `done`): linear and debiased CKA read every token once."""
-    kinds = {type(getattr(stream, "sums", None)) for stream in streams}
-    key = (kinds.pop(), rows) if len(kinds) == 1 and not kinds & {type(None)} else None
+    """`streams` (of one measure) with every chunk added (a chunk holds one part per stream). Streams that keep
+    their sums apart (a `sums` attribute, e.g. CKAStream's CrossSums) take the sums a stream of the same kind
+    already read from the same `rows` (a key of `done`): linear and debiased CKA read every token once."""
+    kind = type(getattr(streams[0], "sums", None))
+    key = None if kind is type(None) else (kind, rows)
     if key in done:
         for stream, sums in zip(streams, done[key]):
             stream.sums = sums

@@ -52,8 +52,13 @@ ASSEMBLED = {
 ASSEMBLED_DIR = Path("resources/models")  # relative to the workflow's working directory
 
 
-def assembled_dir(model_id: str, root: Path = ASSEMBLED_DIR) -> Path:
-    return Path(root) / ASSEMBLED[model_id].folder
+def assembled(model_id: str, revision: str | None = None) -> bool:
+    """Whether the model loads from the folder that assemble_model makes (an ASSEMBLED id at no other revision)."""
+    return model_id in ASSEMBLED and revision in (None, "main")
+
+
+def assembled_dir(model_id: str) -> Path:
+    return ASSEMBLED_DIR / ASSEMBLED[model_id].folder
 
 
 def _download_wheel(requirement: str, sha256: str, dest: Path, pip_args: list[str]) -> Path:
@@ -134,7 +139,7 @@ def _resolve_path(model_id: str, revision: str | None) -> tuple[Path, str]:
         if not (local / "config.json").is_file():
             raise UserError(f"model {model_id!r}: directory has no config.json")
         return local.resolve(), "local"
-    if model_id in ASSEMBLED and revision in (None, "main"):
+    if assembled(model_id, revision):
         folder = assembled_dir(model_id)
         if not (folder / "config.json").is_file():
             raise UserError(f"model {model_id!r} is assembled from PyPI wheels into {folder}, which is missing: the "

@@ -10,7 +10,7 @@ sys.path.insert(0, str(SRC))
 
 from repshift import config as rc
 from repshift.errors import UserError
-from repshift.models import ASSEMBLED, ASSEMBLED_DIR, assembled_dir
+from repshift.models import ASSEMBLED, ASSEMBLED_DIR, assembled, assembled_dir
 from repshift.provenance import code_version
 
 try:
@@ -22,7 +22,7 @@ REPSHIFT = f"PYTHONPATH={SRC} {sys.executable} -m repshift"
 MODELS, TASKS, PROBES, SEEDS = config["models"], config["tasks"], config["probes"], config["seeds"]
 # the models of this config that are assembled from PyPI wheels, by folder under ASSEMBLED_DIR
 ASSEMBLED_IDS = {ASSEMBLED[m["id"]].folder: m["id"] for m in MODELS.values()
-                 if m["id"] in ASSEMBLED and m.get("revision") in (None, "main")}
+                 if assembled(m["id"], m.get("revision"))}
 
 
 def alternatives(names):
