@@ -2,6 +2,7 @@
 the SLURM profile."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def dry_run(tmp_path, *args, config="configs/paper.yaml"):
+    shutil.copyfile(REPO / "config.yaml", tmp_path / "config.yaml")
     command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
                "--directory", str(tmp_path), "--configfile", str(REPO / config), *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
@@ -48,7 +50,8 @@ def test_offline_base_assembles_mpnet_once_before_everything_that_loads_it(tmp_p
     out = dry_run(tmp_path, "--cores", "2", "--workflow-profile", "none", config="configs/offline-base.yaml")
     counts = job_counts(out)
     assert counts["assemble_model"] == 1
-    assert counts["finetune"] == 2 * 3 * 2, "two tasks, three seeds, full and frozen"
+    assert counts["finetune"] == 2 * 3 * 2, "two tasks, three seeds, full and frozen: mpnet only, not the default's"
+    assert "model=minilm" not in out
     jobs = re.split(r"^rule ", out, flags=re.M)[1:]
     loads = {job.split(":")[0] for job in jobs if re.search(r"input: .*resources/models/all-mpnet-base-v2", job)}
     assert loads == {"finetune", "baseline", "extract"}
