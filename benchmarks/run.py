@@ -18,6 +18,8 @@ how far the values differ) and writes the same rows as CSV. Sections:
   finetune    a MiniLM training step with finetune's fused AdamW vs the per-tensor AdamW it replaced
   store       extract.dtype float16 vs float32 on real sentences (MiniLM and a copy fine-tuned for a few steps on
               them): file size, extraction speed, metrics time, and every measure's change (value and interval)
+  directprobe DirectProbe on MiniLM word vectors of WSJ words (POS tags at layer 0 and the top layer, and two labels
+              that separate) at 5,000 points, and beside the previous implementation (from git) at 1,000
   memory      peak RSS of the metrics step on synthetic activation files of growing size (one subprocess each)
   streaming   exact linear CKA over every token of those files (Activations.token_blocks + similarity.CKAStream):
               peak RSS and time per token at 10^5 and 10^6 tokens, against the default's 8,000-token sample,
@@ -66,7 +68,7 @@ from dry_run import parse_dry_run  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "layerdrop", "replicates", "finetune", "store",
-            "memory", "streaming", "workflow")
+            "directprobe", "memory", "streaming", "workflow")
 COLUMNS = ["section", "benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds", "load",
            "max_abs_diff", "max_rel_diff", "note"]
 
@@ -95,6 +97,8 @@ class Sizes:
     train_steps: int = 20          # MiniLM training steps timed per optimizer
     store_sentences: int = 500     # a dev set of the default config
     store_boot: int = 100          # metrics.n_boot default
+    directprobe_points: int = 5000     # word vectors per layer (the issue's size)
+    directprobe_reference: int = 1000  # points at which the previous implementation is timed beside
     reduced_dag: bool = False
     noop_repeat: int = 3
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -105,7 +109,7 @@ def quick_sizes() -> Sizes:
                  rsa_n=300, iso_n=1000, repeat=1, memory_sizes=(4_000, 8_000, 16_000), memory_part="cka",
                  memory_max_tokens=1000, streaming_sizes=(4_000, 16_000), streaming_ckatorch_n=1000,
                  streaming_torchcka_n=300, replicates=3, train_steps=3, store_sentences=60, store_boot=5,
-                 reduced_dag=True, noop_repeat=1)
+                 directprobe_points=400, directprobe_reference=150, reduced_dag=True, noop_repeat=1)
 
 
 def row(section, benchmark, size="", repshift=None, reference=None, unit="", ratio=None, target="", holds="",
@@ -810,6 +814,86 @@ def bench_store(sizes: Sizes, work: Path) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- 4. memory
 
+# ---------------------------------------------------------------------------------------------- DirectProbe
+
+DIRECTPROBE_BEFORE = "916d446"  # the last commit with the previous implementation
+DIRECTPROBE_TARGETS = {"separate": "<= 30", "mix": "<= 300"}  # seconds per layer: "seconds" and "minutes at most"
+
+
+def previous_directprobe():
+    """repshift.directprobe as of DIRECTPROBE_BEFORE (every overlap decided by a full LP, the n x n centroid matrix
+    scanned at every merge, a bordered solve at every Wolfe step), loaded from git to be timed beside."""
+    import types
+
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{DIRECTPROBE_BEFORE}:src/repshift/directprobe.py"],
+                            capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType(f"directprobe_{DIRECTPROBE_BEFORE}")
+    exec(compile(source, module.__name__, "exec"), module.__dict__)
+    return module
+
+
+def word_vectors(count: int, work: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """MiniLM word vectors (mean of each word's pieces) of every layer for at least `count` WSJ words, and their
+    POS tags."""
+    from repshift import activations
+
+    words, tags = probe_sentences(max(count // 15, 4), seed=2)
+    probe = write_probe(work / "directprobe-probe.json", words, tags)
+    out = work / "directprobe.h5"
+    with contextlib.redirect_stdout(io.StringIO()):
+        activations.extract({"id": MODEL_ID}, probe, out, schema_defaults("extract"), 1,
+                            {"model": "minilm", "variant": "base", "probe": "directprobe"})
+    with activations.Activations(out) as act:
+        layers = [act.word_vectors(layer) for layer in range(act.n_layers)]
+    return layers, np.array([tag for sentence in tags for tag in sentence])
+
+
+def shared_point_clusters(X: np.ndarray, y: np.ndarray, ids: np.ndarray) -> int:
+    """Clusters of two or more points holding a point that a cluster of another label also holds: their hulls meet,
+    so a correct DirectProbe partition has none."""
+    copies = np.unique(X, axis=0, return_inverse=True)[1].reshape(-1)
+    sizes = np.bincount(ids)
+    return sum(1 for k in np.unique(ids) if sizes[k] > 1 and np.isin(copies[ids == k], copies[y != y[ids == k][0]]).any())
+
+
+def bench_directprobe(sizes: Sizes, work: Path) -> list[dict]:
+    """DirectProbe (clusters, margins and spread) on real word vectors, per layer: at the issue's 5,000 points
+    against its target, and beside the previous implementation at a size where that one finishes."""
+    from repshift import directprobe
+
+    layers, tags = word_vectors(sizes.directprobe_points, work)
+    top = layers[-1] - layers[-1].mean(axis=0)
+    side = top @ np.linalg.svd(top, full_matrices=False)[2][0]
+    clear = np.abs(side) > np.quantile(np.abs(side), 0.1)
+    cases = [("POS tags, layer 0", layers[0], tags, "mix"),
+             (f"POS tags, layer {len(layers) - 1}", layers[-1], tags, "mix"),
+             ("sign of PC 1 (the 10% nearest 0 left out), top layer", layers[-1][clear], side[clear] > 0, "separate")]
+    before = previous_directprobe()
+    keys = ("min_distance_all", "mean_distance_all", "label_spread")
+    rows = []
+    for name, X, y, kind in cases:
+        n = min(sizes.directprobe_points, len(y))
+        seconds, result = timed(lambda: directprobe.directprobe(X, y, max_points=n, seed=0))
+        target = DIRECTPROBE_TARGETS[kind]
+        rows.append(row("directprobe", f"{name}: repshift at {n} points", f"n={n}, d={X.shape[1]}", seconds, None,
+                        "s", None, target, check(seconds, target), note=f"target for labels that {kind}; "
+                        f"{result['n_clusters']} clusters for {result['n_labels']} labels"))
+        m = min(sizes.directprobe_reference, len(y))
+        ours_t, ours = timed(lambda: directprobe.directprobe(X, y, max_points=m, seed=0))
+        ref_t, ref = timed(lambda: before.directprobe(X, y, max_points=m, seed=0))
+        keep = directprobe._stratified_sample(y, m, 0) if len(y) > m else np.arange(len(y))
+        broken = {name: shared_point_clusters(X[keep], y[keep], module.cluster_labels(X[keep], y[keep]))
+                  for name, module in (("repshift", directprobe), ("previous", before))}
+        same = ours["n_clusters"] == ref["n_clusters"] and broken["previous"] == 0
+        a, r = rel_diff(np.array([ours[k] for k in keys]), np.array([ref[k] for k in keys])) if same else (None, None)
+        rows.append(row("directprobe", f"{name}: repshift vs the previous implementation ({DIRECTPROBE_BEFORE})",
+                        f"n={m}, d={X.shape[1]}", ours_t, ref_t, "s", ref_t / ours_t, "", "", a, r,
+                        f"clusters: {ours['n_clusters']} vs {ref['n_clusters']}; clusters holding a point another "
+                        f"label's cluster also holds (their hulls overlap): {broken['repshift']} vs "
+                        f"{broken['previous']}" + ("; min and mean margins and spread compared" if same else "")))
+    return rows
+
+
 def schema_defaults(section: str) -> dict:
     """The workflow's default settings for one config section (`extract`, `metrics`), from its schema."""
     import yaml
@@ -1324,6 +1408,7 @@ def run(sizes: Sizes, sections=SECTIONS, work: Path | None = None, log=sys.stdou
         "replicates": lambda: bench_replicates(sizes, state),
         "finetune": lambda: bench_finetune(sizes),
         "store": lambda: bench_store(sizes, work),
+        "directprobe": lambda: bench_directprobe(sizes, work),
         "memory": lambda: bench_memory(sizes, work),
         "streaming": lambda: bench_streaming(sizes, work),
         "workflow": lambda: bench_workflow(sizes, work),

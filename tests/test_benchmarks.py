@@ -5,6 +5,7 @@ No timing is asserted: the ratios depend on the machine; benchmarks/run.py print
 
 import csv
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ pytest.importorskip("IsoScore")
 import run  # noqa: E402  (benchmarks/run.py)
 
 EXPECTED = {"extraction": 6, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "layerdrop": 1, "replicates": 4,
-            "finetune": 2, "memory": 3, "streaming": 11, "workflow": 3}
+            "finetune": 2, "directprobe": 6, "memory": 3, "streaming": 11, "workflow": 3}
 STORE_ROWS = 3  # then one row per measure of the tables
 
 
@@ -70,6 +71,16 @@ def test_the_float16_store_has_a_row_for_every_measure_and_keeps_cka_rsa_and_iso
         run.STORE_TARGET_UNITS)
     for r in targeted:
         assert r["holds"] == "yes" and 0 < number(r["max_abs_diff"]) <= 1e-3, r
+
+
+def test_directprobe_agrees_with_the_previous_implementation_where_that_one_keeps_hulls_apart(table):
+    compared = [r for r in rows_of(table, "directprobe") if r["reference"]]
+    assert len(compared) == 3
+    for r in compared:
+        ours, previous = map(int, re.search(r"also holds \(their hulls overlap\): (\d+) vs (\d+)", r["note"]).groups())
+        assert ours == 0, r
+        if previous == 0:
+            assert number(r["max_abs_diff"]) <= 1e-6, r
 
 
 def test_layer_drop_in_one_pass_gives_the_truncation_loop_s_accuracies(table):

@@ -4,6 +4,7 @@ from scipy.optimize import linprog
 from scipy.stats import special_ortho_group
 from sklearn.svm import SVC
 
+from repshift import directprobe as directprobe_module
 from repshift.directprobe import (
     _stratified_sample,
     cluster_labels,
@@ -94,6 +95,42 @@ def test_hulls_overlap_agrees_with_the_common_point_lp():
         answers.append(hulls_overlap(A, B))
         assert answers[-1] == common_point_exists(A, B)
     assert 0 < sum(answers) < len(answers)
+
+
+@pytest.mark.parametrize("gap", [0.3, -0.1])
+def test_rows_join_the_lp_until_the_plane_clears_all_or_the_rows_overlap(monkeypatch, gap):
+    """Two long parallel bands: the rows nearest each other along the centroid difference sit at opposite ends,
+    so the first plane misses rows and more must join before the LP's answer holds for every row."""
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 10, size=(2, 400))
+    A = np.column_stack([x[0], 0.1 * x[0] + gap + rng.uniform(0, 0.5, 400)])
+    B = np.column_stack([x[1], 0.1 * x[1] - gap - rng.uniform(0, 0.5, 400)])
+    calls = []
+    solve = directprobe_module._plane_lp
+    monkeypatch.setattr(directprobe_module, "_plane_lp", lambda P, Q: calls.append(len(P) + len(Q)) or solve(P, Q))
+    plane = directprobe_module._lp_plane(A, B)
+    assert (plane is None) == common_point_exists(A, B) == (gap < 0)
+    assert max(calls) < len(A) + len(B), "the LP never needed every row"
+    if gap > 0:
+        assert len(calls) > 1, "the first rows were not enough"
+        assert (A @ plane[:-1] + plane[-1]).min() > 0 > (B @ plane[:-1] + plane[-1]).max()
+
+
+def test_the_nearest_points_of_the_hulls_decide_without_an_lp_both_ways(monkeypatch):
+    rng = np.random.default_rng(4)
+    monkeypatch.setattr(directprobe_module, "_plane_lp", lambda P, Q: pytest.fail("an LP was solved"))
+    for shift, overlapping in ((0.0, True), (6.0, False)):
+        A, B = rng.normal(size=(300, 3)), rng.normal(size=(300, 3)) + shift
+        assert hulls_overlap(A, B) == common_point_exists(A, B) == overlapping
+
+
+def test_few_points_in_many_dimensions_are_separated_by_least_squares_without_an_lp(monkeypatch):
+    rng = np.random.default_rng(3)
+    A, B = rng.normal(size=(12, 40)), rng.normal(size=(9, 40))
+    monkeypatch.setattr(directprobe_module, "_plane_lp", lambda P, Q: pytest.fail("an LP was solved"))
+    plane = directprobe_module._separating_plane(A, B)
+    assert (A @ plane[:-1] + plane[-1]).min() > 0 > (B @ plane[:-1] + plane[-1]).max()
+    assert not common_point_exists(A, B)
 
 
 def test_separable_labels_give_one_cluster_per_label():

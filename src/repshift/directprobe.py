@@ -7,11 +7,15 @@ distance between two clusters is the width of the hard-margin linear SVM separat
 Euclidean distance between their convex hulls. Overlap is decided by an LP (HiGHS); the hull distance is found
 by Wolfe's finite nearest-point algorithm.
 
-Cost of cluster_labels on n points: O(n^2) memory for the centroid distances and O(n^2) per merge attempt to find
-the closest pair (at most n - 1 merges plus one attempt per refused pair), plus the overlap checks, which dominate:
-per attempt, one LP with |merged| + |other| rows and d + 2 columns against each other-label cluster that neither
-the plane normal to the centroid difference nor a plane kept from an earlier check separates. Label pairs whose
-whole point sets are separable (one LP each, up front) are never checked, and a refused pair is never retried.
+Cost on n points. Up front, one least-squares fit scores every label pair; a pair it does not prove separable
+gets the overlap LP. A label separable from every other is one cluster and never enters the merge loop. The loop
+keeps the n x n centroid distances (O(n^2) memory) and each cluster's nearest partner, so a merge costs O(n) to
+pick, plus its overlap checks, which dominate: one LP against each other-label cluster that neither the plane
+normal to the centroid difference nor a plane kept from an earlier check separates. Each LP starts from the few
+rows of each side nearest the other and takes more only where its plane fails, so it is small even for large
+clusters. A refused pair is never retried. Clusters of different labels are disjoint by construction, so their
+distances need no LP: Wolfe's method alone, its corral's affine minimum kept by QR updates.
+
 Every labelling of n <= d + 1 points in general position is separable, and most are for n < 2 (d + 1) (Cover 1965):
 probe well above 2 d points, or the cluster count says little.
 """
@@ -21,11 +25,13 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
+from scipy.linalg import qr_delete, qr_insert, solve_triangular
 from scipy.optimize import linprog
 from scipy.spatial.distance import cdist
 
 _GAP_RTOL = 1e-12
 _TOUCH_TOL = 1e-9
+_LP_ROWS = 48
 
 
 def _check_points(X: np.ndarray, name: str) -> np.ndarray:
@@ -56,13 +62,11 @@ def _normalise(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray, fl
     return (A - mean) / scale, (B - mean) / scale, scale
 
 
-def _separating_plane(A: np.ndarray, B: np.ndarray) -> np.ndarray | None:
-    """(w, b) with w.a + b > 0 > w.x + b on rows of A and of B, or None if t* <= 1e-9: LP max t s.t. w.a + b >= t,
-    w.x + b <= -t, |w|_inf <= 1, t <= 1 (normalised points); by duality t* = min(1, min |A^T lambda - B^T mu|_1 / 2)."""
-    A, B = _check_pair(A, B)
-    A_n, B_n, scale = _normalise(A, B)
+def _plane_lp(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """(w, b, t) maximising t s.t. w.a + b >= t on rows of A, w.x + b <= -t on rows of B, |w|_inf <= 1, t <= 1.
+    Solved by HiGHS' dual simplex."""
     d = A.shape[1]
-    margins = np.vstack([np.hstack([-A_n, np.tile([-1.0, 1.0], (len(A), 1))]), np.hstack([B_n, np.ones((len(B), 2))])])
+    margins = np.vstack([np.hstack([-A, np.tile([-1.0, 1.0], (len(A), 1))]), np.hstack([B, np.ones((len(B), 2))])])
     result = linprog(
         -np.eye(d + 2)[-1],
         A_ub=margins,
@@ -72,7 +76,67 @@ def _separating_plane(A: np.ndarray, B: np.ndarray) -> np.ndarray | None:
     )
     if result.status != 0:
         raise RuntimeError(f"HiGHS failed on the hull separation LP: {result.message}")
-    return _centred(result.x[:d] / scale, A, B) if result.x[-1] > _TOUCH_TOL else None
+    return result.x
+
+
+def _separating_plane(A: np.ndarray, B: np.ndarray) -> np.ndarray | None:
+    """(w, b) with w.a + b > 0 > w.x + b on rows of A and of B, or None if t* <= 1e-9 in _plane_lp on the normalised
+    points; by duality t* = min(1, min |A^T lambda - B^T mu|_1 / 2).
+
+    Without an LP: a least-squares plane that separates; else the nearest points of the two hulls (_hull_gap), whose
+    difference x is a point of hull(A) - hull(B), so t* <= |x|_1 / 2 (overlap when that is <= 1e-9), and whose plane
+    normal to x separates when the sets do. Only between those bounds is the LP solved (_lp_plane)."""
+    A, B = _check_pair(A, B)
+    A_n, B_n, scale = _normalise(A, B)
+    if (plane := _least_squares_plane(A_n, B_n)) is not None:
+        return _centred(plane[:-1] / scale, A, B)
+    gap = _hull_gap(A_n, B_n)
+    if np.abs(gap).sum() <= 2 * _TOUCH_TOL:
+        return None
+    if ((A_n @ gap).min() - (B_n @ gap).max()) / 2 > _TOUCH_TOL * np.abs(gap).max():
+        return _centred(gap / scale, A, B)
+    return None if (plane := _lp_plane(A_n, B_n)) is None else _centred(plane[:-1] / scale, A, B)
+
+
+def _lp_plane(A: np.ndarray, B: np.ndarray) -> np.ndarray | None:
+    """(w, b) from _plane_lp with t > 1e-9, or None when t* <= 1e-9, adding rows to the LP as the plane needs them.
+    It starts from the _LP_ROWS rows of each set nearest the other along the centroid difference. When those rows
+    cannot be separated, neither can the sets (more rows only lower t*); when the plane leaves every row outside
+    them beyond 1e-9 it is the answer (t* is at least that margin); else the rows it fails join."""
+    along = A.mean(axis=0) - B.mean(axis=0)
+    rows_a, rows_b = np.argsort(A @ along)[:_LP_ROWS], np.argsort(B @ -along)[:_LP_ROWS]
+    while (solution := _plane_lp(A[rows_a], B[rows_b]))[-1] > _TOUCH_TOL:
+        plane = solution[:-1]
+        failed_a, failed_b = _failed(A @ plane[:-1] + plane[-1], rows_a), _failed(-(B @ plane[:-1] + plane[-1]), rows_b)
+        if not len(failed_a) + len(failed_b):
+            return plane
+        rows_a, rows_b = np.union1d(rows_a, failed_a), np.union1d(rows_b, failed_b)
+    return None
+
+
+def _least_squares_plane(A: np.ndarray, B: np.ndarray) -> np.ndarray | None:
+    """(w, b) of least squares fitting w.x + b = 1 on rows of A and -1 on rows of B, if it leaves every row beyond 1e-9
+    with |w|_inf = 1 (then t* of _plane_lp is at least that margin); None otherwise. Few points in many dimensions
+    (Cover) are fitted exactly, through the smaller of the two Gram matrices, ridged by 1e-10 of its mean diagonal
+    so that repeated points keep it positive definite: no LP."""
+    rows = np.hstack([np.vstack([A, B]), np.ones((len(A) + len(B), 1))])
+    target = np.repeat([1.0, -1.0], [len(A), len(B)])
+    few = len(rows) <= rows.shape[1]
+    gram = rows @ rows.T if few else rows.T @ rows
+    factor = np.linalg.cholesky(gram + 1e-10 * np.trace(gram) / len(gram) * np.eye(len(gram)))
+
+    def solve(v):
+        return solve_triangular(factor, solve_triangular(factor, v, lower=True, check_finite=False), lower=True,
+                                trans="T", check_finite=False)
+
+    plane = rows.T @ solve(target) if few else solve(rows.T @ target)
+    return plane if (target * (rows @ plane)).min() > _TOUCH_TOL * np.abs(plane[:-1]).max() else None
+
+
+def _failed(margin: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Up to _LP_ROWS rows outside `rows` whose margin is at or below 1e-9, lowest first."""
+    outside = np.setdiff1d(np.flatnonzero(margin <= _TOUCH_TOL), rows)
+    return outside[np.argsort(margin[outside], kind="stable")[:_LP_ROWS]]
 
 
 def _centred(w: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -87,38 +151,47 @@ def hulls_overlap(A: np.ndarray, B: np.ndarray) -> bool:
     return _separating_plane(A, B) is None
 
 
-def _affine_minimum(gram: np.ndarray) -> np.ndarray:
-    """Weights alpha (sum 1, any sign) of the point of least norm in the affine hull of vectors with Gram matrix gram.
-    Solution of the bordered system [[gram, 1], [1^T, 0]] [alpha; nu] = [0; 1]."""
-    k = len(gram)
-    bordered = np.block([[gram, np.ones((k, 1))], [np.ones((1, k)), np.zeros((1, 1))]])
-    return np.linalg.solve(bordered, np.eye(k + 1)[-1])[:k]
-
-
 def _hull_gap(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Shortest x = a - b, a in hull(A), b in hull(B): Wolfe's nearest-point method on the vertices A[i] - B[j].
-    Add argmin_v x.v to the corral, go to its affine minimum shedding negative weights, until x.x - x.v <= 1e-12 |x||v|."""
+    Add argmin_v x.v to the corral, go to its affine minimum shedding negative weights, until x.x - x.v <= 1e-12 |x||v|.
+
+    The affine minimum of corral V (columns) is beta / sum(beta) with (1 1^T + V^T V) beta = 1; a thin QR of [1^T; V],
+    updated as vertices come and go, gives beta by two triangular solves instead of a new factorisation each step. A
+    vertex already in the corral's affine hull (a full corral of d + 1, a column the thin update refuses, or R's new
+    diagonal ~ 0 once Q is square) cannot lower |x|: x is the answer."""
     A, B, scale = _normalise(A, B)
     direction = A.mean(axis=0) - B.mean(axis=0)
     vertices = A[[np.argmin(A @ direction)]] - B[[np.argmax(B @ direction)]]
-    gram, weights, best = vertices @ vertices.T, np.ones(1), np.inf
+    Q, R = np.linalg.qr(np.append(1.0, vertices[0])[:, None])
+    weights, best = np.ones(1), np.inf
     while (x := weights @ vertices) @ x < best:
         best = x @ x
         vertex = A[(A @ x).argmin()] - B[(B @ x).argmax()]
         if best - x @ vertex <= _GAP_RTOL * np.sqrt(best) * np.linalg.norm(vertex):
             break
-        column = vertices @ vertex
-        gram = np.block([[gram, column[:, None]], [column[None, :], np.array([[vertex @ vertex]])]])
+        if len(vertices) == len(Q):
+            break
+        try:
+            Q, R = qr_insert(Q, R, np.append(1.0, vertex), len(vertices), which="col", check_finite=False)
+        except np.linalg.LinAlgError:
+            break
+        if abs(R[len(vertices), len(vertices)]) <= _GAP_RTOL * np.linalg.norm(R[:, len(vertices)]):
+            break
         vertices, weights = np.vstack([vertices, vertex]), np.append(weights, 0.0)
         while True:
-            alpha = _affine_minimum(gram)
+            k = len(vertices)
+            beta = solve_triangular(R[:k], solve_triangular(R[:k], np.ones(k), trans="T", check_finite=False),
+                                    check_finite=False)
+            alpha = beta / beta.sum()
             negative = np.flatnonzero(alpha < 0)
             if len(negative):
                 ratios = weights[negative] / (weights[negative] - alpha[negative])
                 alpha = ratios.min() * alpha + (1 - ratios.min()) * weights
                 alpha[negative[ratios.argmin()]] = 0.0
             keep = alpha > 0
-            vertices, gram, weights = vertices[keep], gram[np.ix_(keep, keep)], alpha[keep]
+            for index in np.flatnonzero(~keep)[::-1]:
+                Q, R = qr_delete(Q, R, index, which="col", check_finite=False)
+            vertices, weights = vertices[keep], alpha[keep]
             if not len(negative):
                 break
     return x * scale
@@ -138,23 +211,33 @@ def _clears(plane: np.ndarray, P: np.ndarray, Q: np.ndarray) -> bool:
 
 
 def _certify_disjoint(
-    X: np.ndarray, merged: np.ndarray, others: list[np.ndarray], centroids: np.ndarray, known: list[list[np.ndarray]]
+    X: np.ndarray, merged: np.ndarray, checked: np.ndarray, members: list, owner: np.ndarray, centroids: np.ndarray,
+    own: np.ndarray, copies: np.ndarray, known,
 ) -> dict[int, np.ndarray] | None:
-    """Planes keyed by k proving hull(X[merged]) misses hull(X[others[k]]) beyond the cheap test; None on an overlap.
-    Per cluster: the plane normal to the centroid difference, else a known[k] plane, else the LP (nearest first)."""
+    """Planes keyed by cluster k in checked proving hull(X[merged]) misses hull(X[members[k]]); None on an overlap.
+    Per cluster: the plane normal to the centroid difference (clearing both by 1e-9 of the merged points' norm, so
+    that rounding never parts a point from its duplicate), else a known(k) plane, else the LP (nearest first).
+    own[i] = X[i] . centroids[owner[i]], so x . (mean - c_k) of every other point costs one product with the mean.
+    Rows with the same copies[i] are the same point: a cluster holding a copy of a merged point overlaps, no LP."""
     found: dict[int, np.ndarray] = {}
-    if not others:
+    if not len(checked):
         return found
+    in_checked = np.zeros(len(owner), dtype=bool)
+    in_checked[checked] = True
+    rows = np.flatnonzero(in_checked[owner])
+    if np.isin(copies[rows], copies[merged]).any():
+        return None
     points = X[merged]
-    directions = points.mean(axis=0) - centroids
+    mean = points.mean(axis=0)
+    directions = mean - centroids[checked]
     lowest_merged = (points @ directions.T).min(axis=0)
-    owner = np.repeat(np.arange(len(others)), [len(rows) for rows in others])
-    highest_other = np.full(len(others), -np.inf)
-    np.maximum.at(highest_other, owner, np.einsum("ij,ij->i", X[np.concatenate(others)], directions[owner]))
-    uncleared = np.flatnonzero(lowest_merged <= highest_other)
-    for k in uncleared[np.argsort(np.linalg.norm(directions[uncleared], axis=1), kind="stable")]:
-        other = X[others[k]]
-        plane = next((plane for plane in known[k] if _clears(plane, points, other)), None)
+    highest_other = np.full(len(checked), -np.inf)
+    np.maximum.at(highest_other, np.searchsorted(checked, owner[rows]), (X @ mean - own)[rows])
+    slack = _TOUCH_TOL * np.linalg.norm(directions, axis=1) * np.linalg.norm(points, axis=1).max()
+    uncleared = np.flatnonzero(lowest_merged <= highest_other + slack)
+    for k in checked[uncleared[np.argsort(np.linalg.norm(directions[uncleared], axis=1), kind="stable")]]:
+        other = X[members[k]]
+        plane = next((plane for plane in known(k) if _clears(plane, points, other)), None)
         if plane is None and (plane := _separating_plane(points, other)) is None:
             return None
         found[int(k)] = plane
@@ -170,43 +253,94 @@ def _check_labelled(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return X, y
 
 
-def cluster_labels(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """DirectProbe cluster id per row (0, 1, ... by first row): from singletons, merge the same-label pair with the
-    closest centroids unless its hull meets another label's cluster hull; a refused pair stays refused (hulls grow)."""
-    X, y = _check_labelled(X, y)
+def separable_labels(X: np.ndarray, codes: np.ndarray, copies: np.ndarray) -> np.ndarray:
+    """Whether the hulls of each two labels' points (codes 0..L-1) are disjoint, as an L x L boolean matrix.
+    Labels sharing a point (rows with the same copies[i]) overlap. Other pairs are certified by the difference of
+    two least-squares one-vs-rest scores when it clears both sets by more than the LP's tolerance, else decided by
+    the LP (hulls_overlap)."""
+    n_labels = int(codes.max()) + 1
+    shared = np.zeros((n_labels, n_labels), dtype=bool)
+    labelled = np.unique(np.column_stack([copies, codes]), axis=0)
+    points, count = np.unique(labelled[:, 0], return_counts=True)
+    for point in points[count > 1]:
+        shared[np.ix_(*[labelled[labelled[:, 0] == point, 1]] * 2)] = True
+    centred = X - X.mean(axis=0)
+    gram = centred.T @ centred
+    ridge = 1e-6 * np.trace(gram) / len(gram) or 1.0
+    weights = np.linalg.solve(gram + ridge * np.eye(len(gram)), centred.T @ np.eye(n_labels)[codes])
+    scores = centred @ weights
+    separable = np.eye(n_labels, dtype=bool)
+    for a, b in combinations(range(n_labels), 2):
+        if shared[a, b]:
+            continue
+        in_a, in_b = codes == a, codes == b
+        margin, w = scores[:, a] - scores[:, b], weights[:, a] - weights[:, b]
+        extent = np.abs(X[in_a | in_b] - X[in_a | in_b].mean(axis=0)).max() or 1.0
+        certified = margin[in_a].min() - margin[in_b].max() > 2 * _TOUCH_TOL * extent * np.abs(w).max()
+        separable[a, b] = separable[b, a] = certified or not hulls_overlap(X[in_a], X[in_b])
+    return separable
+
+
+def _merge(X: np.ndarray, codes: np.ndarray, copies: np.ndarray, separable: np.ndarray) -> np.ndarray:
+    """The greedy DirectProbe loop on rows X with label codes: the cluster of each row, named by its first row.
+    Each cluster caches its nearest same-label partner, so a step reads n minima instead of the n x n matrix."""
     n = len(X)
-    codes = np.unique(y, return_inverse=True)[1].reshape(-1)
-    separable = np.eye(codes.max() + 1, dtype=bool)
-    for a in range(len(separable)):
-        for b in range(a + 1, len(separable)):
-            separable[a, b] = separable[b, a] = not hulls_overlap(X[codes == a], X[codes == b])
-    members, centroids = [np.array([i]) for i in range(n)], X.copy()
-    planes: dict[tuple[int, int], np.ndarray] = {}
+    members, owner, alive = [np.array([i]) for i in range(n)], np.arange(n), np.ones(n, dtype=bool)
+    centroids, own, planes = X.copy(), np.einsum("ij,ij->i", X, X), {}
     distance = np.where(codes[:, None] == codes[None, :], cdist(X, X), np.inf)
     np.fill_diagonal(distance, np.inf)
-    while np.isfinite(distance.flat[closest := int(distance.argmin())]):
-        a, b = divmod(closest, n)
+    nearest = distance.argmin(axis=1)
+    nearest_distance = distance[np.arange(n), nearest]
+
+    def refresh(rows):
+        nearest[rows] = distance[rows].argmin(axis=1)
+        nearest_distance[rows] = distance[rows, nearest[rows]]
+
+    while np.isfinite(nearest_distance[a := int(nearest_distance.argmin())]):
+        b = int(nearest[a])
         merged = np.concatenate([members[a], members[b]])
-        checked = [k for k, rows in enumerate(members) if rows is not None and not separable[codes[a], codes[k]]]
-        known = [[planes[key] for key in ((a, k), (b, k)) if key in planes] for k in checked]
-        found = _certify_disjoint(X, merged, [members[k] for k in checked], centroids[checked], known)
+        checked = np.flatnonzero(alive & ~separable[codes[a]][codes])
+        found = _certify_disjoint(X, merged, checked, members, owner, centroids, own, copies, lambda k: [
+            plane for slot in (a, b) if (plane := planes.get(slot, {}).get(k)) is not None])
         if found is None:
             distance[a, b] = distance[b, a] = np.inf
+            refresh([a, b])
             continue
-        planes = {key: plane for key, plane in planes.items() if a not in key and b not in key}
-        for index, plane in found.items():
-            planes[a, checked[index]], planes[checked[index], a] = plane, -plane
+        for slot in (a, b):
+            for k in planes.pop(slot, {}):
+                planes[k].pop(slot, None)
+        for k, plane in found.items():
+            planes.setdefault(a, {})[k], planes.setdefault(k, {})[a] = plane, -plane
         open_pairs = np.isfinite(distance[a]) & np.isfinite(distance[b])
         open_pairs[[a, b]] = False
-        members[a], members[b], centroids[a] = merged, None, X[merged].mean(axis=0)
+        members[a], members[b], alive[b], owner[merged] = merged, None, False, a
+        centroids[a] = X[merged].mean(axis=0)
+        own[merged] = X[merged] @ centroids[a]
         distance[[a, b], :] = np.inf
         distance[:, [a, b]] = np.inf
         distance[a, open_pairs] = np.linalg.norm(centroids[open_pairs] - centroids[a], axis=1)
         distance[:, a] = distance[a]
-    owner = np.empty(n, dtype=np.int64)
-    for slot, rows in enumerate(members):
-        if rows is not None:
-            owner[rows] = slot
+        stale = np.union1d(np.flatnonzero((nearest == a) | (nearest == b)), [a, b])
+        closer = open_pairs & ((distance[:, a] < nearest_distance)
+                               | ((distance[:, a] == nearest_distance) & (nearest > a)))
+        nearest[closer], nearest_distance[closer] = a, distance[closer, a]
+        refresh(stale)
+    return owner
+
+
+def cluster_labels(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """DirectProbe cluster id per row (0, 1, ... by first row): from singletons, merge the same-label pair with the
+    closest centroids unless its hull meets another label's cluster hull; a refused pair stays refused (hulls grow).
+    A label whose hull misses every other label's is one cluster: no merge of its points is ever refused."""
+    X, y = _check_labelled(X, y)
+    codes = np.unique(y, return_inverse=True)[1].reshape(-1)
+    copies = np.unique(X, axis=0, return_inverse=True)[1].reshape(-1)
+    separable = separable_labels(X, codes, copies)
+    first = np.array([np.flatnonzero(codes == k)[0] for k in range(len(separable))])
+    owner = first[codes]
+    mixed = np.flatnonzero(~separable.all(axis=1)[codes])
+    if len(mixed):
+        owner[mixed] = mixed[_merge(X[mixed], codes[mixed], copies[mixed], separable)]
     return np.unique(owner, return_inverse=True)[1].reshape(-1)
 
 
@@ -250,10 +384,12 @@ def directprobe(X: np.ndarray, y: np.ndarray, max_points: int | None = None, see
     clusters = [np.flatnonzero(ids == k) for k in range(ids.max() + 1)]
     code, names = np.searchsorted(labels, [y[rows[0]] for rows in clusters]), labels.tolist()
     by_pair: dict[tuple, list[float]] = {}
+    # Clusters of different labels are disjoint by construction (every merge was certified against the other
+    # label's clusters, and labels found separable are whole), so no overlap LP is needed before the hull gap.
     for i, j in combinations(np.argsort(code, kind="stable"), 2):
         if code[i] != code[j]:
             key = (names[code[i]], names[code[j]])
-            by_pair.setdefault(key, []).append(max_margin_distance(X[clusters[i]], X[clusters[j]]))
+            by_pair.setdefault(key, []).append(float(np.linalg.norm(_hull_gap(X[clusters[i]], X[clusters[j]]))))
     everything = np.concatenate(list(by_pair.values()))
     return {
         "n_clusters": len(clusters),
