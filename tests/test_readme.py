@@ -41,7 +41,7 @@ def test_a_number_that_moved_is_caught_naming_its_block(tmp_path):
     claims.loc[claims.index[-1], "number"] = claims["number"].iloc[-1] + 0.5
     claims.to_csv(snapshot / "claims.csv", index=False)
     with pytest.raises(UserError, match="generated block 'claims'"):
-        readme.refresh(REPO, snapshot, REPO / "README.md", check=True)
+        readme.refresh(REPO, snapshot, REPO / "README.md", check=True, kept=readme.SNAPSHOTS[0])
 
 
 def test_run_timings_read_wall_time_and_each_jobs_seconds(tmp_path):
@@ -61,3 +61,29 @@ def test_run_timings_read_wall_time_and_each_jobs_seconds(tmp_path):
 def test_a_readme_without_a_block_is_refused():
     with pytest.raises(UserError, match="no generated block named claims"):
         readme.render("# title\n", {"claims": "| a |\n"})
+
+
+def test_a_second_snapshot_gets_its_own_blocks_and_a_column_per_model_beside_the_first(tmp_path):
+    second = tmp_path / "offline_base_run"
+    shutil.copytree(SNAPSHOT, second)
+    for name in ("claims.csv", "learning.csv", "top_layer.csv"):
+        frame = pd.read_csv(second / name)
+        frame["model"] = "twelve"
+        frame.to_csv(second / name, index=False)
+    (second / "figures").mkdir()
+    (second / "figures" / "twelve-mr-cka.png").write_bytes(b"png")
+    blocks = readme.all_sections({readme.SNAPSHOTS[0]: SNAPSHOT, readme.SNAPSHOTS[1]: second})
+    assert {"offline_base_claims", "offline_base_wall", "offline_base_figures", "side_by_side"} <= set(blocks)
+    assert "figures" not in blocks, "the default snapshot has no figures, so no block for them"
+    assert blocks["offline_base_wall"].startswith("Wall time of configs/offline-base.yaml")
+    assert "benchmarks/offline_base_run/figures/twelve-mr-cka.png" in blocks["offline_base_figures"]
+    header = blocks["side_by_side"].splitlines()[0]
+    assert header.index("minilm / hedge") < header.index("twelve / hedge") < header.index("minilm / mr")
+    c1 = next(line for line in blocks["side_by_side"].splitlines() if line.startswith("| C1 |"))
+    cells = [cell.strip() for cell in c1.strip("|").split("|")][1:]
+    assert len(cells) == 4 and all(cells) and cells[0] == cells[1] and cells[2] == cells[3], "same data, same cell"
+
+
+def test_an_unknown_snapshot_folder_is_refused_naming_the_known_ones():
+    with pytest.raises(UserError, match="--out benchmarks/elsewhere: .*benchmarks/default_run"):
+        readme.snapshot_at("benchmarks/elsewhere")

@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +17,20 @@ from .provenance import write_json
 from .tables import read_tables, write_csv
 
 BLOCK = re.compile(r"(<!-- begin generated: (\w+) -->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A committed snapshot of one full run: its folder, what the README calls the run, and its blocks' prefix."""
+
+    folder: str
+    run: str
+    prefix: str
+
+
+SNAPSHOTS = (Snapshot("benchmarks/default_run", "the default run", ""),
+             Snapshot("benchmarks/offline_base_run", "configs/offline-base.yaml", "offline_base_"))
+FIGURES = ("cka", "isotropy")
 
 
 def run_timings(logs: list[Path]) -> tuple[dict, pd.DataFrame]:
@@ -80,6 +95,10 @@ def snapshot(root: Path, dest: Path) -> None:
     top = top[top["layer"] == top.groupby("model")["layer"].transform("max")]
     write_csv(top.groupby(["model", "task", "probe_role", "measure"])["value"].mean().reset_index(),
               dest / "top_layer.csv")
+    for name in FIGURES:
+        for figure in sorted(results.glob(f"figures/*/*/{name}.png")):
+            (dest / "figures").mkdir(exist_ok=True)
+            shutil.copyfile(figure, dest / "figures" / f"{figure.parent.parent.name}-{figure.parent.name}-{name}.png")
 
 
 def compared_names() -> list[str]:
@@ -103,8 +122,8 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {int(seconds % 60)} s"
 
 
-def sections(dest: Path) -> dict[str, str]:
-    """The README's generated blocks, each rendered from the snapshot in `dest`."""
+def sections(dest: Path, snapshot: Snapshot = SNAPSHOTS[0]) -> dict[str, str]:
+    """The README's generated blocks, each rendered from the snapshot in `dest` and named with its prefix."""
     run = json.loads((dest / "run.json").read_text())
     rules = pd.read_csv(dest / "rules.csv")
     claims = pd.read_csv(dest / "claims.csv")
@@ -112,7 +131,7 @@ def sections(dest: Path) -> dict[str, str]:
     top = pd.read_csv(dest / "top_layer.csv")
     resumed = (f", in {run['invocations']} invocations: a stopped run resumed, their wall times added"
                if run.get("invocations", 1) > 1 else "")
-    wall = (f"Wall time of the default run on {run['cores']} cores: **{_minutes(run['wall_seconds'])}** "
+    wall = (f"Wall time of {snapshot.run} on {run['cores']} cores: **{_minutes(run['wall_seconds'])}** "
             f"({run['jobs']} jobs, measured {run['date']}{resumed}; see [Measured](#measured)).\n")
     timing = wall + "\n" + _table(["rule", "jobs", "job-seconds", "mean"], [
         [r.rule, r.jobs, f"{r.job_seconds:,.0f}", f"{r.job_seconds / r.jobs:.0f} s"] for r in rules.itertuples()])
@@ -140,7 +159,35 @@ def sections(dest: Path) -> dict[str, str]:
         [label(name), *(f"{values.get((m, t, role, name), float('nan')):.2f}"
                                                   for m, t in pairs for role in (DEV_ROLE, OUT_OF_DOMAIN))]
         for name in names])
-    return {"wall": wall, "timing": timing, "learning": learned, "claims": claims_block, "similarity": similarity}
+    figures = "".join(f"![{path.stem}]({snapshot.folder}/figures/{path.name})\n"
+                      for path in sorted((dest / "figures").glob("*.png")))
+    blocks = {"wall": wall, "timing": timing, "learning": learned, "claims": claims_block, "similarity": similarity,
+              **({"figures": figures} if figures else {})}
+    return {snapshot.prefix + name: text for name, text in blocks.items()}
+
+
+def side_by_side(folders: list[Path]) -> str:
+    """The verdicts of several snapshots in one table, a column per model and task: the verdict and its number."""
+    claims = pd.concat([pd.read_csv(folder / "claims.csv") for folder in folders])
+    columns = sorted(claims.groupby(["task", "model"], sort=False).groups)
+    cells = {(row.claim, row.model, row.task): verdict_cell(row) for row in claims.itertuples()}
+    return _table(["claim", *(f"{m} / {t}" for t, m in columns)], [
+        [claim, *(cells.get((claim, m, t), "") for t, m in columns)] for claim in claims["claim"].unique()])
+
+
+def all_sections(folders: dict[Snapshot, Path]) -> dict[str, str]:
+    """The blocks of every snapshot whose folder exists, and their verdicts side by side when there are several."""
+    present = {s: folder for s, folder in folders.items() if folder.is_dir()}
+    blocks = {name: text for s, folder in present.items() for name, text in sections(folder, s).items()}
+    return {**blocks, **({"side_by_side": side_by_side(list(present.values()))} if len(present) > 1 else {})}
+
+
+def snapshot_at(folder) -> Snapshot:
+    """The snapshot the README keeps in `folder`; a folder it does not know is refused naming those it does."""
+    match = [s for s in SNAPSHOTS if Path(folder).as_posix().rstrip("/").endswith(s.folder)]
+    if not match:
+        raise UserError(f"--out {folder}: the README quotes runs from {', '.join(s.folder for s in SNAPSHOTS)} only")
+    return match[0]
 
 
 def render(readme: str, blocks: dict[str, str]) -> str:
@@ -152,19 +199,21 @@ def render(readme: str, blocks: dict[str, str]) -> str:
     return BLOCK.sub(lambda m: m.group(1) + blocks[m.group(2)] + m.group(4), readme)
 
 
-def refresh(root, dest, readme, check: bool = False) -> None:
-    """Snapshot the run in `root` into `dest` and rewrite the README's generated blocks (with `check`: only compare
-    the README with the snapshot already in `dest`, and fail naming the first block that differs)."""
+def refresh(root, dest, readme, check: bool = False, kept: Snapshot | None = None) -> None:
+    """Snapshot the run in `root` into `dest`, the folder of snapshot `kept` (by default the one `dest` names), and
+    rewrite the README's generated blocks from it and the other committed snapshots (with `check`: only compare the
+    README with the snapshots, and fail naming the first block that differs)."""
     root, dest, readme = Path(root), Path(dest), Path(readme)
+    kept = kept or snapshot_at(dest)
     if not check:
         snapshot(root, dest)
     text = readme.read_text()
-    updated = render(text, sections(dest))
+    updated = render(text, all_sections({s: readme.parent / s.folder for s in SNAPSHOTS} | {kept: dest}))
     if check:
         for old, new in zip(BLOCK.finditer(text), BLOCK.finditer(updated)):
             if old.group(3) != new.group(3):
-                raise UserError(f"{readme}: generated block {old.group(2)!r} disagrees with {dest}; run "
-                                f"`python -m repshift readme` after a full run")
+                raise UserError(f"{readme}: generated block {old.group(2)!r} disagrees with the snapshots; run "
+                                f"`python -m repshift readme --dest RUN --out SNAPSHOT` after a full run")
         print(f"{readme} agrees with {dest}")
         return
     readme.write_text(updated)
