@@ -822,13 +822,16 @@ DIRECTPROBE_TARGETS = {"separate": "<= 30", "mix": "<= 300"}  # seconds per laye
 
 def previous_directprobe():
     """repshift.directprobe as of DIRECTPROBE_BEFORE (every overlap decided by a full LP, the n x n centroid matrix
-    scanned at every merge, a bordered solve at every Wolfe step), loaded from git to be timed beside."""
+    scanned at every merge, a bordered solve at every Wolfe step), loaded from git to be timed beside; None in a
+    checkout without that commit (a shallow clone)."""
     import types
 
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{DIRECTPROBE_BEFORE}:src/repshift/directprobe.py"],
-                            capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run(["git", "-C", str(REPO), "show", f"{DIRECTPROBE_BEFORE}:src/repshift/directprobe.py"],
+                           capture_output=True, text=True)
+    if shown.returncode != 0:
+        return None
     module = types.ModuleType(f"directprobe_{DIRECTPROBE_BEFORE}")
-    exec(compile(source, module.__name__, "exec"), module.__dict__)
+    exec(compile(shown.stdout, module.__name__, "exec"), module.__dict__)
     return module
 
 
@@ -880,6 +883,11 @@ def bench_directprobe(sizes: Sizes, work: Path) -> list[dict]:
                         f"{result['n_clusters']} clusters for {result['n_labels']} labels"))
         m = min(sizes.directprobe_reference, len(y))
         ours_t, ours = timed(lambda: directprobe.directprobe(X, y, max_points=m, seed=0))
+        if before is None:
+            rows.append(row("directprobe", f"{name}: repshift vs the previous implementation ({DIRECTPROBE_BEFORE})",
+                            f"n={m}, d={X.shape[1]}", ours_t, None, "s", note=f"previous implementation not "
+                            f"measured: commit {DIRECTPROBE_BEFORE} is not in this checkout's history"))
+            continue
         ref_t, ref = timed(lambda: before.directprobe(X, y, max_points=m, seed=0))
         keep = directprobe._stratified_sample(y, m, 0) if len(y) > m else np.arange(len(y))
         broken = {name: shared_point_clusters(X[keep], y[keep], module.cluster_labels(X[keep], y[keep]))

@@ -74,6 +74,8 @@ def test_the_float16_store_has_a_row_for_every_measure_and_keeps_cka_rsa_and_iso
 
 
 def test_directprobe_agrees_with_the_previous_implementation_where_that_one_keeps_hulls_apart(table):
+    if run.previous_directprobe() is None:
+        pytest.skip(f"commit {run.DIRECTPROBE_BEFORE} is not in this checkout's history (a shallow clone)")
     compared = [r for r in rows_of(table, "directprobe") if r["reference"]]
     assert len(compared) == 3
     for r in compared:
