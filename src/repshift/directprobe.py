@@ -4,17 +4,18 @@ Points are the rows of X (n, d), worked in float64. Clusters grow by greedily me
 the closest centroids unless the merged convex hull would overlap the hull of a cluster of another label; the
 final number of clusters equals the number of labels exactly when the labels are linearly separable. The
 distance between two clusters is the width of the hard-margin linear SVM separating them, which equals the
-Euclidean distance between their convex hulls. Overlap is decided by an LP (HiGHS); the hull distance is found
-by Wolfe's finite nearest-point algorithm.
+Euclidean distance between their convex hulls. Overlap is decided as an LP (HiGHS) would decide it; the hull
+distance is found by Wolfe's finite nearest-point algorithm.
 
-Cost on n points. Up front, one least-squares fit scores every label pair; a pair it does not prove separable
-gets the overlap LP. A label separable from every other is one cluster and never enters the merge loop. The loop
-keeps the n x n centroid distances (O(n^2) memory) and each cluster's nearest partner, so a merge costs O(n) to
-pick, plus its overlap checks, which dominate: one LP against each other-label cluster that neither the plane
-normal to the centroid difference nor a plane kept from an earlier check separates. Each LP starts from the few
-rows of each side nearest the other and takes more only where its plane fails, so it is small even for large
-clusters. A refused pair is never retried. Clusters of different labels are disjoint by construction, so their
-distances need no LP: Wolfe's method alone, its corral's affine minimum kept by QR updates.
+Cost on n points. Up front, labels sharing a point overlap, and one least-squares fit certifies most separable
+label pairs; the rest go through the overlap check below. A label separable from every other is one cluster and
+never enters the merge loop. The loop keeps the n x n centroid distances (O(n^2) memory) and each cluster's
+nearest partner, so a merge costs O(n) to pick, plus its overlap checks, which dominate: one check against each
+other-label cluster that neither the plane normal to the centroid difference nor a plane kept from an earlier
+check separates. A check tries a least-squares plane, then Wolfe's nearest points (which decide both ways), and
+only then an LP that starts from the few rows of each side nearest the other. A refused pair is never retried.
+Clusters of different labels are disjoint by construction, so their distances need no LP: Wolfe's method alone,
+its corral's affine minimum kept by QR updates.
 
 Every labelling of n <= d + 1 points in general position is separable, and most are for n < 2 (d + 1) (Cover 1965):
 probe well above 2 d points, or the cluster count says little.
@@ -275,7 +276,7 @@ def separable_labels(X: np.ndarray, codes: np.ndarray, copies: np.ndarray) -> np
             continue
         in_a, in_b = codes == a, codes == b
         margin, w = scores[:, a] - scores[:, b], weights[:, a] - weights[:, b]
-        extent = np.abs(X[in_a | in_b] - X[in_a | in_b].mean(axis=0)).max() or 1.0
+        extent = _normalise(X[in_a], X[in_b])[2]
         certified = margin[in_a].min() - margin[in_b].max() > 2 * _TOUCH_TOL * extent * np.abs(w).max()
         separable[a, b] = separable[b, a] = certified or not hulls_overlap(X[in_a], X[in_b])
     return separable
