@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy.stats import rankdata
 
 from repshift import isotropy
 
@@ -277,3 +278,37 @@ def test_row_weights_give_the_isotropy_of_the_rows_repeated(centre):
     assert isotropy.partition_isotropy(X, centre=centre, weights=counts) == pytest.approx(repeated, rel=1e-9)
     assert isotropy.partition_isotropy(X, centre=centre, weights=counts) != pytest.approx(
         isotropy.partition_isotropy(X, centre=centre), rel=1e-3)
+
+
+WEIGHTED = {
+    "isoscore": isotropy.isoscore,
+    "top_pc_ratio": isotropy.top_pc_ratio,
+    "dominant_directions": isotropy.dominant_directions,
+    "pcs_for_variance": lambda X, weights=None: isotropy.pcs_for_variance(X, 0.8, weights),
+    "frequency_pc_correlation": lambda X, weights=None: isotropy.frequency_pc_correlation(
+        X, np.arange(len(X)) % 7, 3, weights),
+}
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_row_weights_give_the_principal_component_measures_of_the_rows_repeated(name):
+    """The weighted covariance, and for the frequency correlation the mid-ranks of tied frequencies, must equal
+    scipy's rankdata and numpy's covariance on the repeated rows."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(80, 6)) * np.array([1.0, 0.8, 0.6, 0.5, 0.3, 0.1])
+    X[:40, 0] += 4 * np.sign(rng.normal(size=40))
+    X[40:, 1] += 4 * np.sign(rng.normal(size=40)) + 0.3 * (np.arange(40) % 7)
+    X += 2.0
+    counts = rng.integers(1, 5, 80)
+    counts[40:] = np.arange(40) % 10 == 0  # the second spread direction nearly leaves: 2 dominant directions -> 1
+    function, repeated = WEIGHTED[name], np.repeat(X, counts, axis=0)
+    if name == "frequency_pc_correlation":
+        frequency = np.repeat(np.arange(80) % 7, counts)
+        mean = repeated.mean(axis=0)
+        directions = np.linalg.eigh(np.cov(repeated, rowvar=False))[1][:, ::-1][:, :3]
+        ranks = rankdata(np.column_stack([frequency, (repeated - mean) @ directions]), axis=0)
+        expected = np.abs(np.corrcoef(ranks, rowvar=False)[0, 1:])
+        assert np.abs(function(X, weights=counts)) == pytest.approx(expected, rel=1e-9)
+    else:
+        assert function(X, weights=counts) == pytest.approx(function(repeated), rel=1e-9)
+    assert not np.allclose(function(X, weights=counts), function(X), rtol=1e-3, atol=0), "the weights must matter"

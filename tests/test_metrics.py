@@ -27,8 +27,9 @@ def walk(names, view, shared=SHARED):
     return walk_layers(lambda representation: view, chosen, shared)
 
 
-SHARED_WORK = ["top_pc_variance_ratio", "dominant_directions", "frequency_pc1_abs_spearman", "isoscore",
-               "average_cosine", "rogue_top1_share", "isotropy_raw", "isotropy_centred"]
+SHARED_WORK = ["top_pc_variance_ratio", "dominant_directions", "pcs_for_90pct_variance", "frequency_pc1_abs_spearman",
+               "frequency_top5pc_max_abs_spearman", "isoscore", "average_cosine", "average_cosine_standardized",
+               "rogue_top1_share", "isotropy_raw", "isotropy_centred"]
 
 
 def test_every_layer_of_a_bootstrap_measure_gets_the_interval_of_its_own_recomputation():

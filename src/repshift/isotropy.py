@@ -11,7 +11,6 @@ import contextlib
 
 import numpy as np
 from scipy.sparse import coo_matrix
-from scipy.stats import rankdata
 from sklearn.cluster import KMeans
 from sklearn.metrics.cluster import contingency_matrix
 
@@ -37,12 +36,17 @@ def _check_count(name: str, value: int, low: int, high: float) -> int:
     return int(value)
 
 
-def _gram_eig(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (descending, clipped at 0) and eigenvectors (columns) of X^T X.
+def _eig(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending, clipped at 0) and eigenvectors (columns) of the symmetric matrix G.
     Each eigenvector is signed so that its largest-magnitude coordinate is positive."""
-    values, vectors = np.linalg.eigh(X.T @ X)
+    values, vectors = np.linalg.eigh(G)
     values, vectors = np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
     return values, vectors * np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])])
+
+
+def _gram_eig(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending, clipped at 0) and signed eigenvectors (columns) of X^T X."""
+    return _eig(X.T @ X)
 
 
 _SHARED: dict = {}
@@ -51,8 +55,9 @@ _ON = "on"
 
 @contextlib.contextmanager
 def sharing_decompositions():
-    """Inside the block, a decomposition (_pca) or pair sample (_cosine_contributions) of an array is computed once
-    for consecutive calls on the same array object: the measures of one bootstrap replicate read one resampled copy
+    """Inside the block, a scatter matrix and its decomposition (_scatter, _pca) or a pair sample
+    (_cosine_contributions) is computed once for consecutive calls on the same array objects: the measures of one
+    bootstrap replicate read one resampled copy, or one set of drawn rows with one array of their counts
     (metrics._settle). Arrays must not change inside the block."""
     _SHARED[_ON] = True
     try:
@@ -61,27 +66,48 @@ def sharing_decompositions():
         _SHARED.clear()
 
 
-def _once(key, X: np.ndarray, compute):
-    """compute(), remembered under `key` for the last X inside sharing_decompositions()."""
+def _once(key, inputs: tuple, compute):
+    """compute(), remembered under `key` for the last `inputs` (the same objects) inside sharing_decompositions()."""
     slot = _SHARED.get(key)
-    if slot is not None and slot[0] is X:
+    if slot is not None and len(slot[0]) == len(inputs) and all(a is b for a, b in zip(slot[0], inputs)):
         return slot[1]
     result = compute()
     if _SHARED.get(_ON):
-        _SHARED[key] = (X, result)
+        _SHARED[key] = (inputs, result)
     return result
 
 
-def _pca(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Variances along the principal directions (descending) and those directions (columns).
-    Eigendecomposition of the covariance (X - mean)^T (X - mean) / (n - 1); raise ValueError if it is 0."""
-    def compute():
-        values, vectors = _gram_eig(X - X.mean(axis=0))
-        if values.sum() == 0:
-            raise ValueError("X has zero variance: all rows are identical.")
-        return values / (X.shape[0] - 1), vectors
+def _row_weights(X: np.ndarray, weights) -> np.ndarray:
+    """weights as float64 row multiplicities (all 1 when None); ValueError unless one non-negative count per row."""
+    if weights is None:
+        return np.ones(len(X))
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != X.shape[:1] or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() < 2:
+        raise ValueError("weights must hold one non-negative multiplicity per row of X, 2 or more in total.")
+    return weights
 
-    return _once("pca", X, compute)
+
+def _scatter(X: np.ndarray, weights=None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Of the rows of X repeated `weights` times: their number N, mean m, and the eigenvalues (descending) and
+    signed eigenvectors of the centred scatter S = sum_i w_i (x_i - m)(x_i - m)^T, with S itself."""
+    def compute():
+        w = _row_weights(X, weights)
+        total = w.sum()
+        mean = w @ X / total
+        centred = X - mean if weights is None else (X - mean) * np.sqrt(w)[:, None]
+        scatter = centred.T @ centred
+        return (total, mean, *_eig(scatter), scatter)
+
+    return _once("scatter", (X, weights), compute)
+
+
+def _pca(X: np.ndarray, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """Variances along the principal directions (descending) and those directions (columns), of the rows of X
+    repeated `weights` times: eigendecomposition of the covariance S / (N - 1); raise ValueError if it is 0."""
+    total, _, values, vectors, _ = _scatter(X, weights)
+    if values.sum() == 0:
+        raise ValueError("X has zero variance: all rows are identical.")
+    return values / (total - 1), vectors
 
 
 def _kmeans(X: np.ndarray, n_clusters: int, seed: int, n_init: int = _KMEANS_N_INIT) -> KMeans:
@@ -108,7 +134,7 @@ def _cosine_contributions(X: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
         pairs = coo_matrix((np.ones(n_pairs), (first, second)), shape=(X.shape[0],) * 2).tocsr()
         return (unit * (pairs @ unit)).sum(axis=0) / n_pairs
 
-    return _once(("cosine", n_pairs, seed), X, compute)
+    return _once(("cosine", n_pairs, seed), (X,), compute)
 
 
 def partition_isotropy(X: np.ndarray, centre: bool = False, weights: np.ndarray | None = None) -> float:
@@ -116,13 +142,15 @@ def partition_isotropy(X: np.ndarray, centre: bool = False, weights: np.ndarray 
     I(W) = min_c Z(c) / max_c Z(c), Z(c) = sum_w exp(c . w), c = +-eigenvectors of W^T W.
 
     weights: row multiplicities, giving I(W) of the rows repeated that many times (a bootstrap resample) without
-    copying them: weighted mean, W^T diag(weights) W and weighted sums in Z."""
+    copying them: weighted mean, W^T diag(weights) W and weighted sums in Z. Centred, the directions are the principal
+    directions (_pca); raw, W^T diag(weights) W is the centred scatter plus N m m^T."""
     W = _check_points(X)
-    weights = np.ones(len(W)) if weights is None else np.asarray(weights, dtype=np.float64)
+    total, mean, _, centred_directions, scatter = _scatter(W, weights)
     if centre:
-        W = W - weights @ W / weights.sum()
-    projections = W @ _gram_eig(W * np.sqrt(weights)[:, None])[1]
-    log_weights = np.log(weights)[:, None]
+        projections = (W - mean) @ centred_directions
+    else:
+        projections = W @ _eig(scatter + total * np.outer(mean, mean))[1]
+    log_weights = np.log(_row_weights(W, weights))[:, None]
     log_z = np.concatenate([_column_logsumexp(projections + log_weights),
                             _column_logsumexp(log_weights - projections)])
     return float(np.exp(log_z.min() - log_z.max()))
@@ -140,43 +168,43 @@ def average_cosine(X: np.ndarray, n_pairs: int = 10000, seed: int = 0) -> float:
     return float(_cosine_contributions(_check_points(X), n_pairs, seed).sum())
 
 
-def explained_variance_ratio(X: np.ndarray) -> np.ndarray:
-    """Share of the total variance along each principal direction, descending.
+def explained_variance_ratio(X: np.ndarray, weights=None) -> np.ndarray:
+    """Share of the total variance along each principal direction, descending (rows repeated `weights` times).
     r_k = lambda_k / sum_j lambda_j, lambda the eigenvalues of the covariance of X."""
-    variances = _pca(_check_points(X))[0]
+    variances = _pca(_check_points(X), weights)[0]
     return variances / variances.sum()
 
 
-def dominant_directions(X: np.ndarray) -> int:
+def dominant_directions(X: np.ndarray, weights=None) -> int:
     """Number of principal directions with more than the mean variance (an isotropic space has none above it).
     #{k : lambda_k > (1/d) sum_j lambda_j}, lambda the eigenvalues of the covariance of X."""
-    ratios = explained_variance_ratio(X)
+    ratios = explained_variance_ratio(X, weights)
     return int((ratios > (1 + 1e-9) / ratios.size).sum())
 
 
-def pcs_for_variance(X: np.ndarray, fraction: float = 0.9) -> int:
+def pcs_for_variance(X: np.ndarray, fraction: float = 0.9, weights=None) -> int:
     """Number of principal components needed to explain at least `fraction` of the variance.
     min k such that r_1 + ... + r_k >= fraction (up to 1e-12 rounding), r the explained variance ratios."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
-    cumulative = np.cumsum(explained_variance_ratio(X))
+    cumulative = np.cumsum(explained_variance_ratio(X, weights))
     return int(min(np.searchsorted(cumulative, fraction - 1e-12) + 1, cumulative.size))
 
 
-def top_pc_ratio(X: np.ndarray) -> float:
+def top_pc_ratio(X: np.ndarray, weights=None) -> float:
     """Share of the total variance along the first principal direction.
     r_1 = lambda_1 / sum_j lambda_j."""
-    return float(explained_variance_ratio(X)[0])
+    return float(explained_variance_ratio(X, weights)[0])
 
 
-def isoscore(X: np.ndarray) -> float:
+def isoscore(X: np.ndarray, weights=None) -> float:
     """IsoScore (Rudman et al. 2022) from the covariance eigenvalues l; s = sqrt(d) l / |l|.
     delta^2 = |s - 1|^2 / (2 (d - sqrt d)), k = (d - delta^2 (d - sqrt d))^2 / d, result (k - 1) / (d - 1)."""
     X = _check_points(X)
     d = X.shape[1]
     if d < 2:
         raise ValueError("IsoScore needs at least 2 dimensions.")
-    variances = _pca(X)[0]
+    variances = _pca(X, weights)[0]
     scaled = np.sqrt(d) * variances / np.linalg.norm(variances)
     defect_sq = np.sum((scaled - 1.0) ** 2) / (2 * (d - np.sqrt(d)))
     dims_used = (d - defect_sq * (d - np.sqrt(d))) ** 2 / d
@@ -202,7 +230,7 @@ def standardize(X: np.ndarray) -> np.ndarray:
     return np.divide(centred, centred.std(axis=0), out=np.zeros_like(centred), where=np.ptp(X, axis=0) > 0)
 
 
-def frequency_pc_correlation(X: np.ndarray, frequency: np.ndarray, n_pcs: int = 5) -> np.ndarray:
+def frequency_pc_correlation(X: np.ndarray, frequency: np.ndarray, n_pcs: int = 5, weights=None) -> np.ndarray:
     """Spearman correlation of the rows' token frequency with their projections on each of the top n_pcs PCs.
     rho_k = spearman(log f, (X - mean) . c_k); rank-based, so raw and log frequency give the same rho."""
     X = _check_points(X)
@@ -210,10 +238,22 @@ def frequency_pc_correlation(X: np.ndarray, frequency: np.ndarray, n_pcs: int = 
     if frequency.shape != X.shape[:1] or not np.isfinite(frequency).all() or (frequency < 0).any():
         raise ValueError("frequency must be a 1-D array of finite non-negative counts, one per row of X.")
     n_pcs = _check_count("n_pcs", n_pcs, 1, X.shape[1])
-    projections = (X - X.mean(axis=0)) @ _pca(X)[1][:, :n_pcs]
-    ranks = rankdata(np.column_stack([frequency, projections]), axis=0)
+    _, mean, _, _, _ = _scatter(X, weights)
+    w = _row_weights(X, weights)
+    columns = np.column_stack([frequency, (X - mean) @ _pca(X, weights)[1][:, :n_pcs]])
+    ranks = np.column_stack([_midranks(column, w) for column in columns.T])
+    ranks -= w @ ranks / w.sum()
+    weighted = ranks * w[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.corrcoef(ranks, rowvar=False)[0, 1:]
+        return weighted[:, 0] @ ranks[:, 1:] / np.sqrt((weighted[:, 0] @ ranks[:, 0]) * (weighted * ranks).sum(axis=0)[1:])
+
+
+def _midranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The average rank (1-based, ties sharing their mean rank) of each value among the values repeated `weights`
+    times: scipy's rankdata(method="average") of the repeated values, read back at one copy of each."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    count = np.bincount(inverse, weights=weights, minlength=len(distinct))
+    return (np.cumsum(count) - count + (count + 1) / 2)[inverse]
 
 
 def cluster_purity(X: np.ndarray, groups: np.ndarray, n_clusters: int, seed: int = 0) -> float:

@@ -215,10 +215,10 @@ def _replicate(members: list[dict], n_boot: int, seed: int) -> None:
     for drawn_rows in sentence_resamples(groups, n_boot, seed):
         counts = np.bincount(drawn_rows, minlength=len(groups))
         kept = np.flatnonzero(counts)
-        drawn = {}
+        weights, drawn = counts[kept], {}
         for row, out in zip(members, replicates):
             compute, arrays, _, weighted = row[PENDING]
-            rows, extra = (kept, {"weights": counts[kept]}) if weighted else (drawn_rows, {})
+            rows, extra = (kept, {"weights": weights}) if weighted else (drawn_rows, {})
             for a in arrays:
                 if (id(a), weighted) not in drawn:
                     drawn[id(a), weighted] = a[rows]
