@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     words, tags = run.probe_sentences(args.sentences)
     resolved = resolve_model(run.MODEL_ID)
     tokenizer, model = load_tokenizer(resolved.path), load_encoder(resolved.path).eval()
-    ids, word_index, _ = activations.tokenize_probe(tokenizer, words, settings["max_length"])
+    ids, word_index, _, _ = activations.tokenize_probe(tokenizer, words, settings["max_length"])
     n_tokens = sum(len(x) for x in ids)
     print(f"{len(words)} sentences, {n_tokens} tokens, {torch.get_num_threads()} threads")
 

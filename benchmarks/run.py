@@ -273,7 +273,7 @@ def bench_extraction(sizes: Sizes, work: Path, state: dict) -> list[dict]:
         resolved = resolve_model(MODEL_ID)
         tokenizer = load_tokenizer(resolved.path)
         model = load_encoder(resolved.path).eval()
-        ids, word_index, _ = activations.tokenize_probe(tokenizer, words, settings["max_length"])
+        ids, word_index, _, _ = activations.tokenize_probe(tokenizer, words, settings["max_length"])
         return tokenizer, model, ids, word_index
 
     tokenizer, model, ids, word_index = setup()

@@ -75,7 +75,12 @@ def write_tiny_data(root: Path) -> dict:
     for name, seed, n in (("tagged.txt", 3, 60), ("ood.txt", 4, 40)):
         lines = [" ".join(f"{w}/{tag(w)}" for w in words) for words, _ in sentences(n, seed)]
         (root / name).write_text("\n".join(lines) + "\n")
-    return {name: root / name for name in ("sentiment.csv", "length.jsonl", "tagged.txt", "ood.txt")}
+    with open(root / "pairs.jsonl", "w") as handle:
+        premises, hypotheses = sentences(160, seed=5), sentences(160, seed=6)
+        for (first, a), (second, b) in zip(premises, hypotheses):
+            handle.write(json.dumps({"premise": " ".join(first), "hypothesis": " ".join(second),
+                                     "label": "same" if a == b else "differ"}) + "\n")
+    return {name: root / name for name in ("sentiment.csv", "length.jsonl", "tagged.txt", "ood.txt", "pairs.jsonl")}
 
 
 def tiny_config(model_dir: Path, files: dict) -> dict:

@@ -112,11 +112,12 @@ def test_layer_drop_in_one_pass_equals_running_the_truncated_model(tiny_assets, 
     out = tmp_path / "drop.csv"
     finetuning.layer_drop(tmp_path / "ft", task_file, out, SETTINGS, 1, {"variant": "sent-s0"})
     task = json.loads(task_file.read_text())
-    model = finetuning.load_encoder(tmp_path / "ft", classifier_labels=len(task["label_names"])).eval()
+    kind = finetuning.kind_of(task)
+    model = finetuning.load_encoder(tmp_path / "ft", head=kind.auto_model, labels=len(task["label_names"])).eval()
     tokenizer = finetuning.load_tokenizer(tmp_path / "ft")
+    dev = kind.encode(tokenizer, task["dev"], SETTINGS["max_length"])
     blocks = list(model.base_model.encoder.layer)
     for dropped, accuracy in pd.read_csv(out).set_index("layers_dropped")["dev_accuracy"].items():
         model.base_model.encoder.layer = torch.nn.ModuleList(blocks[: len(blocks) - dropped])
-        truncated = finetuning.evaluate(model, tokenizer, task["dev"]["text"], task["dev"]["label"], SETTINGS,
-                                         finetuning.select_device(1))
+        truncated = finetuning.evaluate(model, tokenizer, kind, dev, SETTINGS, finetuning.select_device(1))
         assert accuracy == truncated, dropped

@@ -57,3 +57,13 @@ def test_offline_base_assembles_mpnet_once_before_everything_that_loads_it(tmp_p
     assert loads == {"finetune", "baseline", "extract"}
     loading = [job for job in jobs if job.startswith("extract:") and "all-mpnet-base-v2" in job]
     assert len(loading) == 2 + 2 < counts["extract"], "only the pre-trained model's (two dev sets, two probe sets)"
+
+
+@pytest.mark.workflow
+def test_offline_kinds_fetches_snli_once_and_fine_tunes_a_pair_and_a_token_task(tmp_path):
+    out = dry_run(tmp_path, "--cores", "2", "--workflow-profile", "none", config="configs/offline-kinds.yaml")
+    counts = job_counts(out)
+    assert counts["fetch_snli"] == 1 and counts["finetune"] == 2 * 3
+    jobs = re.split(r"^rule ", out, flags=re.M)[1:]
+    snli = [job for job in jobs if job.startswith("prepare_task:") and "task=snli" in job]
+    assert len(snli) == 1 and "resources/corpora/snli/snli_1.0_test.jsonl" in snli[0]

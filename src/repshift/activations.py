@@ -23,13 +23,21 @@ LAYERED = ("tokens/hidden", "sentences/cls", "sentences/mean")
 HALF_MAX = 65504.0
 
 
-def tokenize_probe(tokenizer, words: list[list[str]], max_length: int):
-    """Tokenize pre-split sentences; return input ids and word index per piece (-1 for special tokens)."""
-    encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
-    ids = encoded["input_ids"]
-    word_index = [[-1 if w is None else w for w in encoded.word_ids(i)] for i in range(len(words))]
-    truncated = sum(max(word_index[i]) + 1 < len(sentence) for i, sentence in enumerate(words))
-    return ids, word_index, truncated
+def tokenize_probe(tokenizer, words: list[list[str]], max_length: int, pairs: list[list[str]] | None = None):
+    """Tokenize pre-split sentences, with `pairs` each as the pair it was fine-tuned on ([CLS] words [SEP] pair
+    [SEP], truncated longest-first); return input ids, each piece's word index (in the sentence's words followed by
+    its pair's; -1 for special tokens), how many sentences lost words, and the token type ids (None for a model
+    without them)."""
+    encoded = tokenizer(words, *([pairs] if pairs else []), is_split_into_words=True, truncation=True,
+                        max_length=max_length)
+    ids, word_index = encoded["input_ids"], []
+    for i, sentence in enumerate(words):
+        offsets = (0, len(sentence))
+        word_index.append([-1 if w is None else w + offsets[s] for w, s in zip(encoded.word_ids(i),
+                                                                               encoded.sequence_ids(i))])
+    n_words = [len(sentence) + (len(pairs[i]) if pairs else 0) for i, sentence in enumerate(words)]
+    truncated = sum(len({w for w in index if w >= 0}) < n for index, n in zip(word_index, n_words))
+    return ids, word_index, truncated, encoded.get("token_type_ids")
 
 
 def length_batches(lengths: np.ndarray, max_tokens: int):
@@ -56,19 +64,23 @@ def content_means(hidden_states, content) -> list:
     return [torch.einsum("btd,bt->bd", h.float(), weights) for h in hidden_states]
 
 
-def padded_batch(ids: list, word_index: list, batch, pad_id: int):
-    """One length-sorted batch as padded tensors: input ids, attention mask, and the mask of word pieces."""
+def padded_batch(ids: list, word_index: list, batch, pad_id: int, types: list | None = None):
+    """One length-sorted batch as padded tensors: input ids, attention mask, the mask of word pieces, and the token
+    type ids (None without `types`)."""
     import torch
 
     lengths = [len(ids[i]) for i in batch]
     input_ids = torch.full((len(batch), max(lengths)), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), max(lengths)), dtype=torch.long)
     content = torch.zeros((len(batch), max(lengths)), dtype=torch.bool)
+    token_types = None if types is None else torch.zeros((len(batch), max(lengths)), dtype=torch.long)
     for row, (i, length) in enumerate(zip(batch, lengths)):
         input_ids[row, :length] = torch.as_tensor(ids[i])
         mask[row, :length] = 1
         content[row, :length] = torch.as_tensor(word_index[i]) >= 0
-    return input_ids, mask, content
+        if token_types is not None:
+            token_types[row, :length] = torch.as_tensor(types[i])
+    return input_ids, mask, content, token_types
 
 
 class _Writer(threading.Thread):
@@ -124,7 +136,8 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
     device = select_device(threads)
     tokenizer = load_tokenizer(resolved.path)
     model = load_encoder(resolved.path, model_spec.get("trust_remote_code", False)).to(device).eval()
-    ids, word_index, truncated = tokenize_probe(tokenizer, probe["words"], settings["max_length"])
+    ids, word_index, truncated, types = tokenize_probe(tokenizer, probe["words"], settings["max_length"],
+                                                       probe.get("pairs"))
     lengths = np.array([len(x) for x in ids])
     batches = list(length_batches(lengths, settings["batch_tokens"]))
     order = np.concatenate(batches)
@@ -171,8 +184,10 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
         try:
             with torch.inference_mode(), autocast(device), progress(total=n_tokens, unit="tok", mininterval=5) as bar:
                 for batch in batches:
-                    input_ids, mask, content = padded_batch(ids, word_index, batch, tokenizer.pad_token_id or 0)
-                    out_states = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                    input_ids, mask, content, token_types = padded_batch(ids, word_index, batch,
+                                                                         tokenizer.pad_token_id or 0, types)
+                    typed = {} if token_types is None else {"token_type_ids": token_types.to(device)}
+                    out_states = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), **typed,
                                        output_hidden_states=True).hidden_states
                     keep = mask.bool().to(device)
                     n_batch_tokens = int(keep.sum())

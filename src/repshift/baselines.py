@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .activations import content_means
 from .finetune import batches
 from .models import load_encoder, load_tokenizer, resolve_model, select_device
 from .probing import linear_probe_accuracy
 from .progress import progress
 from .provenance import write_json
+from .tasks import kind_of
 
 
 def majority_accuracy(train_labels, dev_labels) -> float:
@@ -20,51 +20,67 @@ def majority_accuracy(train_labels, dev_labels) -> float:
     return float(np.mean(np.asarray(dev_labels) == values[counts.argmax()]))
 
 
-def pooled_layers(model, tokenizer, texts: list[str], max_length: int, batch_size: int, device,
-                  desc: str = "frozen encoder") -> np.ndarray:
-    """(layers, texts, width): each layer's mean over a text's word pieces ([CLS]/[SEP] and padding left out)."""
+FROZEN_PROBE_UNITS = 20000  # training units (examples, or words) the frozen probe fits on at most
+
+
+def frozen_units(model, tokenizer, kind, encoded, rows: np.ndarray, batch_size: int, device,
+                 desc: str = "frozen encoder") -> tuple[np.ndarray, np.ndarray]:
+    """(layers, units, width) and the gold answer of each unit, over the examples `rows`: each layer's vectors of
+    the units the kind scores (an example's mean content piece; a word's first piece)."""
     import torch
 
-    encoded = tokenizer(texts, truncation=True, max_length=max_length, return_special_tokens_mask=True)
-    lengths = np.array([len(x) for x in encoded["input_ids"]])
-    pooled = None
-    with torch.inference_mode(), progress(total=len(texts), unit="text", desc=desc) as bar:
-        for rows in batches(lengths, batch_size, None):
-            padded = tokenizer.pad({key: [encoded[key][i] for i in rows] for key in
-                                    ("input_ids", "attention_mask", "special_tokens_mask")}, return_tensors="pt")
-            content = (padded["attention_mask"] * (1 - padded.pop("special_tokens_mask"))).to(device)
-            states = model(**padded.to(device), output_hidden_states=True).hidden_states
-            means = torch.stack(content_means(states, content)).cpu().numpy()
-            if pooled is None:
-                pooled = np.empty((len(states), len(texts), means.shape[-1]), dtype=np.float32)
-            pooled[:, rows] = means
-            bar.update(len(rows))
-    return pooled
+    added = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id,
+             tokenizer.pad_token_id}
+    special_ids = torch.as_tensor(sorted(added - {None}), device=device)
+    per_batch, gold = [], []
+    with torch.inference_mode(), progress(total=len(rows), unit="example", desc=desc) as bar:
+        for chunk in batches(encoded.lengths[rows], batch_size, None):
+            batch = kind.collate(tokenizer, encoded, rows[chunk], device)
+            labels = batch.pop("labels")
+            states = model(**batch, output_hidden_states=True).hidden_states
+            batch["labels"] = labels
+            per_batch.append([kind.units(h, batch, special_ids) for h in states])
+            gold.append(kind.gold(labels.cpu().numpy()))
+            bar.update(len(chunk))
+    return np.stack([np.concatenate(layer) for layer in zip(*per_batch)]), np.concatenate(gold)
+
+
+def unit_capped(kind, encoded, cap: int, seed: int) -> np.ndarray:
+    """A seeded sample of examples, in order, holding at most `cap` scored units (at least one example)."""
+    order = np.random.default_rng(seed).permutation(len(encoded.features))
+    counts = np.array([kind.gold(np.asarray(target)).size for target in encoded.targets])
+    keep = max(1, int(np.searchsorted(np.cumsum(counts[order]), cap, side="right")))
+    return np.sort(order[:keep])
 
 
 def task_baselines(model_spec: dict, task_file, out, settings: dict, threads: int, provenance: dict) -> None:
-    """Write the task's majority-class dev accuracy and the best layer's dev accuracy of a linear probe on the frozen
-    pre-trained encoder (mean vectors, fit on the training split): the bars a fine-tuned model must clear."""
+    """Write the task's majority-class dev metric and the best layer's dev metric of a linear probe on the frozen
+    pre-trained encoder (the units its kind scores: mean vectors of examples, first pieces of words; fit on at most
+    FROZEN_PROBE_UNITS of the training split's): the bars a fine-tuned model must clear."""
     task = json.loads(Path(task_file).read_text())
-    train, dev = task["train"], task["dev"]
-    majority = majority_accuracy(train["label"], dev["label"])
-    print(f"{len(train['text'])} training and {len(dev['text'])} dev texts; majority class: dev accuracy "
-          f"{majority:.4f}", flush=True)
+    kind = kind_of(task)
     resolved = resolve_model(model_spec["id"], model_spec.get("revision"))
     device = select_device(threads)
     model = load_encoder(resolved.path, model_spec.get("trust_remote_code", False)).to(device).eval()
     tokenizer = load_tokenizer(resolved.path)
-    features = {split: pooled_layers(model, tokenizer, part["text"], settings["max_length"],
-                                     settings["eval_batch_size"], device, f"frozen encoder, {split}")
-                for split, part in (("train", train), ("dev", dev))}
+    encoded = {split: kind.encode(tokenizer, task[split], settings["max_length"]) for split in ("train", "dev")}
+    rows = {"train": unit_capped(kind, encoded["train"], FROZEN_PROBE_UNITS, settings["seed"]),
+            "dev": np.arange(len(encoded["dev"].features))}
+    features, gold = {}, {}
+    for split in ("train", "dev"):
+        features[split], gold[split] = frozen_units(model, tokenizer, kind, encoded[split], rows[split],
+                                                    settings["eval_batch_size"], device, f"frozen encoder, {split}")
+    majority = majority_accuracy(gold["train"], gold["dev"])
+    print(f"{kind.name}: {len(gold['train'])} training units of {len(rows['train'])} examples, {len(gold['dev'])} "
+          f"dev units; majority class: dev accuracy {majority:.4f}", flush=True)
     probe = []
     for layer, (X_train, X_dev) in enumerate(zip(features["train"], features["dev"])):
-        probe.append(linear_probe_accuracy(X_train, train["label"], X_dev, dev["label"], l2=settings["probe_l2"],
+        probe.append(linear_probe_accuracy(X_train, gold["train"], X_dev, gold["dev"], l2=settings["probe_l2"],
                                            seed=settings["seed"], max_iter=settings["probe_iterations"]))
         print(f"frozen probe, layer {layer}: dev accuracy {probe[-1]:.4f}", flush=True)
     best = int(np.argmax(probe))
     write_json(out, {"provenance": {**provenance, "model_id": resolved.model_id, "model_revision": resolved.revision,
                                     "base_weights_sha256": resolved.weights_sha256, "settings": settings},
                      "majority_accuracy": majority, "frozen_probe_accuracy": probe, "frozen_probe_best_layer": best,
-                     "n_train": len(train["text"]), "n_dev": len(dev["text"])})
+                     "n_train": len(gold["train"]), "n_dev": len(gold["dev"])})
     print(f"wrote {out}: majority {majority:.4f}, frozen probe {probe[best]:.4f} (layer {best})", flush=True)

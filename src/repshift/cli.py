@@ -16,6 +16,7 @@ def _steps():
 
     return {
         "fetch-corpora": lambda a: data.fetch_pattern(a.files, a.dest, **a.settings),
+        "fetch-snli": lambda a: data.fetch_snli(a.dest),
         "assemble-model": lambda a: models.assemble_model(a.model["id"], a.dest),
         "prepare-task": lambda a: data.prepare_task(
             a.source, a.corpora, a.out, provenance=a.provenance, **a.settings),

@@ -94,6 +94,8 @@ def check_config(config: dict, schema_path) -> dict:
             source = entry["source"]
             if source["kind"] == "local" and not _exists(source["path"]):
                 raise UserError(f"config key {group}.{name}.source.path: {source['path']} does not exist")
+    for name, entry in config["tasks"].items():
+        _check_task_kind(name, entry)
     clash = {f"dev-{t}" for t in config["tasks"]} & set(config["probes"])
     if clash:
         raise UserError(f"config key probes: {', '.join(sorted(clash))} clashes with a task's dev probe set name")
@@ -107,6 +109,37 @@ def check_config(config: dict, schema_path) -> dict:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     return config
+
+
+PAIR_KIND, TOKEN_KIND = "pair_classification", "token_classification"
+
+
+def _shape(source: dict) -> str:
+    """What a source's examples are: "pair" (two texts), "tagged" (a tag per word) or "text"."""
+    if source["kind"] == "snli" or "text_pair_column" in source:
+        return "pair"
+    named = source.get("file", source.get("path", ""))
+    tagged_file = source["kind"] in ("pattern", "local") and Path(named).suffix == ".txt"
+    return "tagged" if tagged_file or "tokens_column" in source else "text"
+
+
+def _check_task_kind(name: str, entry: dict) -> None:
+    """A task's kind must read its source's examples: one line naming the key and the fix otherwise."""
+    kind, shape = entry["kind"], _shape(entry["source"])
+    wanted = {"pair": PAIR_KIND, "tagged": TOKEN_KIND}.get(shape, "classification")
+    if kind != wanted:
+        what = {"pair": "holds sentence pairs (an SNLI file, or a text_pair_column)",
+                "tagged": "holds a tag per word (word/TAG lines, or a tokens_column)",
+                "text": "holds one text and a label per example"}[shape]
+        raise UserError(f"config key tasks.{name}.kind: {kind} does not read tasks.{name}.source, which {what}; "
+                        f"set kind to {wanted}" + (", or name the second text with source.text_pair_column"
+                                                     if kind == PAIR_KIND else ""))
+
+
+def task_preparation(config: dict, task: str) -> dict:
+    """How a task's source becomes its task file: its kind, and the split sizes (the task's overrides on top)."""
+    entry = config["tasks"][task]
+    return {**config["split"], **entry.get("split", {}), "kind": entry["kind"]}
 
 
 def load_config(path, schema_path) -> dict:

