@@ -62,6 +62,36 @@ def make_tiny_model(path: Path) -> Path:
     return path
 
 
+FAMILIES = ("bert", "roberta", "albert", "electra", "deberta-v2", "mpnet")
+
+
+def make_family_model(family: str, path: Path) -> Path:
+    """A randomly initialised 2-layer encoder of a transformers model family, with the tiny word-level vocabulary
+    (families without token types get a tokenizer that gives none, as theirs do)."""
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."] + sorted(set(POSITIVE + NEGATIVE + NOUNS + FILLER))
+    vocab += ["##s", "##ly", "##er"]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    typed = family in ("bert", "albert", "electra")
+    names = ["input_ids", "token_type_ids", "attention_mask"] if typed else ["input_ids", "attention_mask"]
+    tokenizer = transformers.BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True,
+                                               model_input_names=names)
+    extra = {"albert": {"embedding_size": 16}, "electra": {"embedding_size": 16},
+             "deberta-v2": {"type_vocab_size": 0, "relative_attention": True, "position_buckets": 8,
+                            "pos_att_type": ["p2c", "c2p"]}}.get(family, {})
+    config = AutoConfig.for_model(family, vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=80,
+                                  pad_token_id=0, **extra)
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def write_tiny_data(root: Path) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     rows = list(sentences(160, seed=1))

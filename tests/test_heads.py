@@ -9,6 +9,12 @@ from transformers import (
     AlbertForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
+    DebertaV2Config,
+    DebertaV2ForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
+    MPNetConfig,
+    MPNetForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
@@ -24,6 +30,9 @@ SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "i
     lambda: BertForSequenceClassification(BertConfig(**SMALL)),
     lambda: RobertaForSequenceClassification(RobertaConfig(**SMALL, pad_token_id=1)),
     lambda: AlbertForSequenceClassification(AlbertConfig(**SMALL, embedding_size=16)),
+    lambda: ElectraForSequenceClassification(ElectraConfig(**SMALL, embedding_size=16)),
+    lambda: DebertaV2ForSequenceClassification(DebertaV2Config(**SMALL)),
+    lambda: MPNetForSequenceClassification(MPNetConfig(**SMALL)),
 ])
 def test_head_matches_the_model_logits(make, tmp_path):
     torch.manual_seed(0)

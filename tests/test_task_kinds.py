@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, Project, tiny_config
+from conftest import FAMILIES, REPO, Project, make_family_model, tiny_config
+from safetensors.numpy import load_file
 
 from repshift import config as rc
 from repshift import data
@@ -212,3 +213,66 @@ def test_pair_and_token_tasks_run_through_the_workflow_to_figures_and_claims(tin
     assert (tagged_dev["measure"] == "pos_probe_accuracy").any(), "the token task's dev set is tagged"
     assert (table[table["probe"] == "dev-pairs"]["measure"] == "task_probe_accuracy").any()
     assert "pair_classification" in (root / "logs/finetune/tiny/pairs-s0.log").read_text()
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request, tmp_path_factory):
+    return request.param, make_family_model(request.param, tmp_path_factory.mktemp(request.param) / "model")
+
+
+@pytest.mark.parametrize("kind", list(SOURCES))
+def test_every_family_fine_tunes_freezes_and_drops_layers_for_every_kind(family, kind, tiny_assets, tmp_path):
+    """Each kind on a tiny random model of each family: the frozen embedding stage and bottom layer (ALBERT: its
+    one shared block, all layers or none) stay bit-identical, the rest trains, and layer drop with nothing dropped
+    reads the kept weights' dev metric through the family's own head."""
+    name, model_dir = family
+    _, files = tiny_assets
+    data.prepare_task(SOURCES[kind](files), None, tmp_path / "task.json", dev_size=20, max_train=60, seed=3,
+                      provenance={"task": kind}, kind=kind)
+    frozen_layers = 2 if name == "albert" else 1
+    finetuning.finetune({"id": str(model_dir)}, tmp_path / "task.json", tmp_path / "ft", 0,
+                        {**SETTINGS, "freeze_layers": frozen_layers}, 1, {"variant": "x"})
+    base, tuned = load_file(model_dir / "model.safetensors"), load_file(tmp_path / "ft/model.safetensors")
+    prefix = next(key.split(".")[0] + "." for key in tuned if key.split(".")[1] in ("embeddings", "encoder"))
+    stage = ("embeddings.", "embeddings_project.", "encoder.embedding_hidden_mapping_in.",
+             "encoder.relative_attention_bias.", "encoder.rel_embeddings.", "encoder.LayerNorm.")
+    frozen = [k for k in base if k.startswith(stage) or ".layer.0." in k
+              or (name == "albert" and k.startswith("encoder."))]
+    moving = [k for k in base if ".layer.1." in k and k.endswith("weight")]
+    assert frozen and all(np.array_equal(tuned[prefix + k], base[k]) for k in frozen), name
+    assert name == "albert" or not any(np.array_equal(tuned[prefix + k], base[k]) for k in moving), name
+    finetuning.layer_drop(tmp_path / "ft", tmp_path / "task.json", tmp_path / "drop.csv", SETTINGS, 1, {})
+    dropped = pd.read_csv(tmp_path / "drop.csv").set_index("layers_dropped")["dev_accuracy"]
+    record = json.loads((tmp_path / "ft/train_metrics.json").read_text())
+    assert list(dropped.index) == [0, 1] and dropped[0] == record["dev_accuracy"][record["best_epoch"] - 1], name
+
+
+def test_albert_refuses_to_freeze_part_of_its_shared_block(tiny_assets, tmp_path):
+    model_dir = make_family_model("albert", tmp_path / "albert")
+    _, files = tiny_assets
+    data.prepare_task(SOURCES["classification"](files), None, tmp_path / "task.json", dev_size=20, max_train=40,
+                      seed=3, provenance={}, kind="classification")
+    with pytest.raises(UserError, match="freeze_layers 1: AlbertModel runs one shared block at all 2 layers"):
+        finetuning.finetune({"id": str(model_dir)}, tmp_path / "task.json", tmp_path / "ft", 0,
+                            {**SETTINGS, "freeze_layers": 1}, 1, {})
+
+
+def test_every_family_extracts_a_pair_as_its_own_forward_pass_reads_it(family, tiny_assets, tmp_path):
+    name, model_dir = family
+    _, files = tiny_assets
+    data.prepare_task(SOURCES["pair_classification"](files), None, tmp_path / "task.json", dev_size=6,
+                      max_train=None, seed=3, provenance={}, kind="pair_classification")
+    data.prepare_probe(tmp_path / "probe.json", {}, max_sentences=None, seed=0, task_file=tmp_path / "task.json")
+    probe = json.loads((tmp_path / "probe.json").read_text())
+    extract({"id": str(model_dir)}, tmp_path / "probe.json", tmp_path / "act.h5",
+            {"max_length": 64, "batch_tokens": 256, "dtype": "float32"}, threads=1, provenance={})
+    tokenizer, model = load_tokenizer(model_dir), load_encoder(model_dir).eval()
+    with Activations(tmp_path / "act.h5") as act:
+        assert act.n_layers == 3
+        cls = act.sentences(act.n_layers - 1, "cls")
+        for row, sentence in enumerate(act.sentence_meta("sentence_id")):
+            encoded = tokenizer(probe["words"][sentence], probe["pairs"][sentence], is_split_into_words=True,
+                                return_tensors="pt")
+            with torch.inference_mode():
+                expected = model(**encoded).last_hidden_state[0, 0].numpy()
+            np.testing.assert_allclose(cls[row], expected, atol=1e-5, err_msg=name)

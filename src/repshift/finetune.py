@@ -29,23 +29,39 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def encoder_layers(model):
-    """The embedding module and the list of transformer blocks of a BERT-like encoder."""
+def encoder_layers(model) -> tuple[list, list, bool]:
+    """The modules of an encoder's embedding stage (its embeddings, the projection to the hidden size of ELECTRA and
+    ALBERT, the relative-position tables every block reads in DeBERTa and MPNet), its transformer blocks, and
+    whether those are one block shared by every layer (ALBERT)."""
     base = model.base_model
-    blocks = getattr(getattr(base, "encoder", None), "layer", None)
-    if blocks is None or not hasattr(base, "embeddings"):
-        raise UserError(f"{type(base).__name__}: freezing layers needs a BERT-like encoder (embeddings + encoder.layer)")
-    return base.embeddings, blocks
+    encoder = getattr(base, "encoder", None)
+    stage = [getattr(base, "embeddings", None), getattr(base, "embeddings_project", None),
+             getattr(encoder, "embedding_hidden_mapping_in", None), getattr(encoder, "relative_attention_bias", None),
+             getattr(encoder, "rel_embeddings", None)]
+    if getattr(encoder, "rel_embeddings", None) is not None:
+        stage.append(getattr(encoder, "LayerNorm", None))  # DeBERTa normalises its relative embeddings with it
+    stage = [module for module in stage if module is not None]
+    if getattr(encoder, "layer", None) is not None and stage:
+        return stage, list(encoder.layer), False
+    if getattr(encoder, "albert_layer_groups", None) is not None and stage:
+        return stage, list(encoder.albert_layer_groups), True
+    raise UserError(f"{type(base).__name__}: freezing layers needs a BERT-like encoder (embeddings, then "
+                    "encoder.layer or ALBERT's shared layer groups)")
 
 
 def freeze_bottom(model, k: int) -> None:
-    """Freeze the embeddings and the bottom k transformer blocks (k = 0 freezes nothing)."""
+    """Freeze the embedding stage and the bottom k transformer layers (k = 0 freezes nothing). A model whose layers
+    share one block (ALBERT) freezes all of them or none."""
     if k == 0:
         return
-    embeddings, blocks = encoder_layers(model)
-    if k > len(blocks):
-        raise UserError(f"freeze_layers {k} exceeds the model's {len(blocks)} layers")
-    for module in [embeddings, *blocks[:k]]:
+    stage, blocks, shared = encoder_layers(model)
+    n_layers = model.config.num_hidden_layers
+    if k > n_layers:
+        raise UserError(f"freeze_layers {k} exceeds the model's {n_layers} layers")
+    if shared and k != n_layers:
+        raise UserError(f"freeze_layers {k}: {type(model.base_model).__name__} runs one shared block at all "
+                        f"{n_layers} layers, so its bottom {k} cannot be frozen alone; use 0 or {n_layers}")
+    for module in [*stage, *(blocks if shared else blocks[:k])]:
         module.requires_grad_(False)
 
 
@@ -237,7 +253,7 @@ def layer_drop(model_dir, task_file, out, settings: dict, threads: int, provenan
     tokenizer = load_tokenizer(model_dir)
     model = load_encoder(model_dir, head=kind.auto_model, labels=len(task["label_names"])).to(device).eval()
     head = kind.depth_head(model, Path(model_dir) / "model.safetensors")
-    n_blocks = len(encoder_layers(model)[1])
+    n_blocks = model.config.num_hidden_layers
     dev = kind.encode(tokenizer, task["dev"], settings["max_length"])
     predicted, gold = [[] for _ in range(n_blocks)], []
     with torch.inference_mode(), autocast(device):
