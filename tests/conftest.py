@@ -110,7 +110,18 @@ def write_tiny_data(root: Path) -> dict:
         for (first, a), (second, b) in zip(premises, hypotheses):
             handle.write(json.dumps({"premise": " ".join(first), "hypothesis": " ".join(second),
                                      "label": "same" if a == b else "differ"}) + "\n")
-    return {name: root / name for name in ("sentiment.csv", "length.jsonl", "tagged.txt", "ood.txt", "pairs.jsonl")}
+    import random
+
+    rng = random.Random(7)
+    with open(root / "choices.jsonl", "w") as handle:
+        for words, label in sentences(160, seed=8):
+            right = f"that {rng.choice(POSITIVE if label else NEGATIVE)}"
+            answers = [right, f"that {rng.choice(NOUNS)}", f"this {rng.choice(NOUNS)}"]
+            rng.shuffle(answers)
+            handle.write(json.dumps({"context": " ".join(words), "choices": answers,
+                                     "label": answers.index(right)}) + "\n")
+    return {name: root / name for name in ("sentiment.csv", "length.jsonl", "tagged.txt", "ood.txt", "pairs.jsonl",
+                                           "choices.jsonl")}
 
 
 def tiny_config(model_dir: Path, files: dict) -> dict:

@@ -54,9 +54,9 @@ def test_local_csv_and_jsonl(tmp_path):
 def test_missing_column_and_empty_text(tmp_path):
     (tmp_path / "a.csv").write_text("text,label\n,pos\n")
     with pytest.raises(UserError, match=r"a.csv:2: empty text"):
-        data.read_table(tmp_path / "a.csv", "text", "label")
+        data.read_table(tmp_path / "a.csv", {})
     with pytest.raises(UserError, match=r"no column sentence"):
-        data.read_table(tmp_path / "a.csv", "sentence", "label")
+        data.read_table(tmp_path / "a.csv", {"text_column": "sentence"})
 
 
 def test_missing_file():

@@ -6,12 +6,14 @@ import pytest
 import torch
 from transformers import (
     AlbertConfig,
+    BertForMultipleChoice,
     AlbertForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
     DebertaV2Config,
     DebertaV2ForSequenceClassification,
     ElectraConfig,
+    ElectraForMultipleChoice,
     ElectraForSequenceClassification,
     MPNetConfig,
     MPNetForSequenceClassification,
@@ -43,6 +45,21 @@ def test_head_matches_the_model_logits(make, tmp_path):
         out = model(input_ids=ids, output_hidden_states=True)
     cls = out.hidden_states[-1][:, 0].numpy()
     assert np.allclose(load_head(tmp_path / "model.safetensors")(cls), out.logits.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: BertForMultipleChoice(BertConfig(**SMALL)),
+    lambda: ElectraForMultipleChoice(ElectraConfig(**SMALL, embedding_size=16)),
+])
+def test_a_multiple_choice_head_scores_each_answer_as_the_model_does(make, tmp_path):
+    torch.manual_seed(0)
+    model = make().eval()
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    ids = torch.randint(5, 100, (4, 3, 7))
+    with torch.no_grad():
+        out = model(input_ids=ids, output_hidden_states=True)
+    cls = out.hidden_states[-1][:, 0].numpy()
+    assert np.allclose(load_head(tmp_path / "model.safetensors")(cls).reshape(4, 3), out.logits.numpy(), atol=1e-5)
 
 
 def test_weights_without_a_head_are_named(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FAMILIES, REPO, Project, make_family_model, tiny_config
+from conftest import FAMILIES, NEGATIVE, POSITIVE, REPO, Project, make_family_model, tiny_config
 from safetensors.numpy import load_file
 
 from repshift import config as rc
@@ -31,6 +31,7 @@ SOURCES = {
     "pair_classification": lambda files: {"kind": "local", "path": str(files["pairs.jsonl"]),
                                           "text_column": "premise", "text_pair_column": "hypothesis"},
     "token_classification": lambda files: {"kind": "local", "path": str(files["tagged.txt"])},
+    "multiple_choice": lambda files: {"kind": "local", "path": str(files["choices.jsonl"]), "choices_column": "choices"},
 }
 
 
@@ -122,6 +123,7 @@ def test_a_word_is_labelled_at_its_first_piece_only(tiny_assets):
 
 @pytest.mark.parametrize("kind, source, fix", [
     ("pair_classification", "sentiment.csv", "set kind to classification"),
+    ("classification", "choices.jsonl", "set kind to multiple_choice"),
     ("classification", "pairs.jsonl", "set kind to pair_classification"),
     ("classification", "tagged.txt", "set kind to token_classification"),
     ("token_classification", "sentiment.csv", "set kind to classification"),
@@ -131,6 +133,8 @@ def test_a_kind_that_cannot_read_its_source_is_refused_in_one_line(tiny_config_d
     entry = {"kind": kind, "source": {"kind": "local", "path": str(files[source])}}
     if source == "pairs.jsonl":
         entry["source"].update(text_column="premise", text_pair_column="hypothesis")
+    if source == "choices.jsonl":
+        entry["source"].update(choices_column="choices")
     config["tasks"] = {"t": entry}
     with pytest.raises(UserError, match=f"^config key tasks.t.kind: {kind} does not read .*{fix}") as error:
         rc.check_config(config, REPO / "workflow/schemas/config.schema.yaml")
@@ -141,6 +145,34 @@ def test_a_kind_that_cannot_read_its_source_is_refused_in_one_line(tiny_config_d
 def tiny_config_dict(tiny_assets):
     model_dir, files = tiny_assets
     return tiny_config(model_dir, files), files
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"context": "a b", "choices": ["c"], "label": 0}, r"c.jsonl:2: choices: a multiple-choice row needs a list of 2 "
+                                                       r"or more answers, found 1$"),
+    ({"context": "a b", "choices": ["c", "d", "e"], "label": 0}, r"c.jsonl:2: choices: 3 answers where the rows "
+                                                                r"before have 2"),
+    ({"context": "a b", "choices": ["c", "d"], "label": 2}, r"c.jsonl:2: label 2 is not the 0-based index of one "
+                                                            r"of its 2 answers$"),
+    ({"context": "a b", "answers": ["c", "d"], "label": 1}, r"c.jsonl:2: no column choices$"),
+])
+def test_a_bad_multiple_choice_row_names_the_file_row_and_key(tmp_path, row, message):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"context": "x y", "choices": ["p", "q"], "label": 1}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(UserError, match=message):
+        data.load_source({"kind": "local", "path": str(path), "choices_column": "choices"}, None)
+
+
+def test_a_multiple_choice_dev_set_is_probed_as_each_context_with_its_right_answer(tiny_assets, tmp_path):
+    _, files = tiny_assets
+    data.prepare_task(SOURCES["multiple_choice"](files), None, tmp_path / "task.json", dev_size=10, max_train=None,
+                      seed=3, provenance={}, kind="multiple_choice")
+    data.prepare_probe(tmp_path / "probe.json", {}, max_sentences=None, seed=0, task_file=tmp_path / "task.json")
+    task, probe = (json.loads((tmp_path / name).read_text()) for name in ("task.json", "probe.json"))
+    assert task["label_names"] == ["answer 1", "answer 2", "answer 3"]
+    right = [choices[label].split() for choices, label in zip(task["dev"]["choices"], task["dev"]["label"])]
+    assert probe["pairs"] == right and probe["labels"] is None
+    assert all(pair[1] in POSITIVE + NEGATIVE for pair in probe["pairs"]), "the right answers hold the adjective"
 
 
 def test_a_pair_file_without_its_second_text_names_the_row_and_column(tmp_path):

@@ -37,7 +37,7 @@ def frozen_units(model, tokenizer, kind, encoded, rows: np.ndarray, batch_size: 
         for chunk in batches(encoded.lengths[rows], batch_size, None):
             batch = kind.collate(tokenizer, encoded, rows[chunk], device)
             labels = batch.pop("labels")
-            states = model(**batch, output_hidden_states=True).hidden_states
+            states = model(**kind.encoder_inputs(batch), output_hidden_states=True).hidden_states
             batch["labels"] = labels
             per_batch.append([kind.units(h, batch, special_ids) for h in states])
             gold.append(kind.gold(labels.cpu().numpy()))

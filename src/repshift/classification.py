@@ -69,7 +69,7 @@ class SequenceClassification(TaskKind):
         from .heads import load_head
 
         head = load_head(weights)
-        return lambda hidden: head(hidden[:, 0].float().cpu().numpy())
+        return lambda hidden, batch: head(hidden[:, 0].float().cpu().numpy())
 
     def probe(self, split: dict, label_names: list[str]) -> dict:
         return {"words": [text.split() for text in split["text"]],

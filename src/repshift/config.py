@@ -111,11 +111,14 @@ def check_config(config: dict, schema_path) -> dict:
     return config
 
 
-PAIR_KIND, TOKEN_KIND = "pair_classification", "token_classification"
+PAIR_KIND, TOKEN_KIND, CHOICE_KIND = "pair_classification", "token_classification", "multiple_choice"
 
 
 def _shape(source: dict) -> str:
-    """What a source's examples are: "pair" (two texts), "tagged" (a tag per word) or "text"."""
+    """What a source's examples are: "pair" (two texts), "tagged" (a tag per word), "choices" (a context and its
+    candidate answers) or "text"."""
+    if "choices_column" in source or "choice_columns" in source:
+        return "choices"
     if source["kind"] == "snli" or "text_pair_column" in source:
         return "pair"
     named = source.get("file", source.get("path", ""))
@@ -126,10 +129,11 @@ def _shape(source: dict) -> str:
 def _check_task_kind(name: str, entry: dict) -> None:
     """A task's kind must read its source's examples: one line naming the key and the fix otherwise."""
     kind, shape = entry["kind"], _shape(entry["source"])
-    wanted = {"pair": PAIR_KIND, "tagged": TOKEN_KIND}.get(shape, "classification")
+    wanted = {"pair": PAIR_KIND, "tagged": TOKEN_KIND, "choices": CHOICE_KIND}.get(shape, "classification")
     if kind != wanted:
         what = {"pair": "holds sentence pairs (an SNLI file, or a text_pair_column)",
                 "tagged": "holds a tag per word (word/TAG lines, or a tokens_column)",
+                "choices": "holds candidate answers (a choices_column or choice_columns)",
                 "text": "holds one text and a label per example"}[shape]
         raise UserError(f"config key tasks.{name}.kind: {kind} does not read tasks.{name}.source, which {what}; "
                         f"set kind to {wanted}" + (", or name the second text with source.text_pair_column"

@@ -27,12 +27,14 @@ PATTERN_POOL = "pool/main/p/python-pattern/"
 @dataclass
 class Corpus:
     """Sentences as word lists, with a label per sentence and/or a tag per word; for sentence pairs, each example's
-    second sentence in `pairs`."""
+    second sentence in `pairs`; for multiple choice, each example's candidate answers in `choices` (the label is
+    the right one's index)."""
 
     words: list[list[str]]
     labels: list[str] | None = None
     tags: list[list[str]] | None = None
     pairs: list[list[str]] | None = None
+    choices: list[list[list[str]]] | None = None
 
 
 def _deb_members(deb: Path):
@@ -217,8 +219,9 @@ def _json_record(path, row: int, line: str) -> dict:
     return record
 
 
-def read_table(path, text_column: str, label_column: str, text_pair_column: str | None = None) -> Corpus:
-    """Local CSV (header row) or JSON-lines file with named text (and second text) and label columns."""
+def read_table(path, source: dict) -> Corpus:
+    """Local CSV (header row) or JSON-lines file with named text (and second text) and label columns, or a
+    multiple-choice context, answers and label (read_choices)."""
     path, text = Path(path), _read_text(path)
     if path.suffix == ".jsonl":
         records = [(row, _json_record(path, row, line)) for row, line in enumerate(text.split("\n"), 1)
@@ -233,7 +236,10 @@ def read_table(path, text_column: str, label_column: str, text_pair_column: str 
             if len(fields) != len(header):
                 raise UserError(f"{path}:{row}: expected {len(header)} columns as in the header, found {len(fields)}")
             records.append((row, dict(zip(header, fields))))
-    return read_records(path, records, text_column, label_column, text_pair_column)
+    if "choices_column" in source or "choice_columns" in source:
+        return read_choices(path, records, source)
+    return read_records(path, records, source.get("text_column", "text"), source.get("label_column", "label"),
+                        source.get("text_pair_column"))
 
 
 SNLI_NO_GOLD = "-"
@@ -247,6 +253,41 @@ def read_snli(path) -> Corpus:
     kept = [(row, r) for row, r in records if r.get("gold_label") != SNLI_NO_GOLD]
     print(f"{path}: {len(records)} pairs, {len(records) - len(kept)} without a gold label left out", flush=True)
     return read_records(path, kept, "sentence1", "gold_label", "sentence2")
+
+
+def read_choices(path, records, source: dict) -> Corpus:
+    """A multiple-choice corpus from (row, record) pairs: the context (source.context_column), the candidate
+    answers (a list in source.choices_column, or one per column in source.choice_columns) and the 0-based index of
+    the right one (source.label_column); every row needs the same number of answers, 2 or more."""
+    context_column, label_column = source.get("context_column", "context"), source.get("label_column", "label")
+    choices_column, choice_columns = source.get("choices_column"), source.get("choice_columns")
+    words, choices, labels = [], [], []
+    for row, record in records:
+        named = [context_column, label_column, *(choice_columns or [choices_column or "choices"])]
+        missing = [column for column in named if column not in record]
+        if missing:
+            raise UserError(f"{path}:{row}: no column {', '.join(missing)}")
+        answers = [record[c] for c in choice_columns] if choice_columns else record[choices_column or "choices"]
+        key = "choice_columns" if choice_columns else (choices_column or "choices")
+        if not isinstance(answers, list) or len(answers) < 2:
+            found = len(answers) if isinstance(answers, list) else f"a {type(answers).__name__}"
+            raise UserError(f"{path}:{row}: {key}: a multiple-choice row needs a list of 2 or more answers, found "
+                            f"{found}")
+        if choices and len(answers) != len(choices[0]):
+            raise UserError(f"{path}:{row}: {key}: {len(answers)} answers where the rows before have "
+                            f"{len(choices[0])}; every row of a task needs the same number")
+        label = record[label_column]
+        if isinstance(label, str) and label.strip().lstrip("-").isdigit():
+            label = int(label)
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(answers):
+            raise UserError(f"{path}:{row}: {label_column} {label!r} is not the 0-based index of one of its "
+                            f"{len(answers)} answers")
+        words.append(_words(path, row, record[context_column], context_column))
+        choices.append([_words(path, row, answer, key) for answer in answers])
+        labels.append(str(label))
+    if not labels:
+        raise UserError(f"{path}: no examples")
+    return Corpus(words=words, labels=labels, choices=choices)
 
 
 def read_records(path, records, text_column: str, label_column: str, text_pair_column: str | None = None) -> Corpus:
@@ -282,6 +323,8 @@ def _tagged_dataset(dataset, tokens_column, tags_column, where: str) -> Corpus:
 def _from_dataset(dataset, source: dict, where: str) -> Corpus:
     if "tokens_column" in source:
         return _tagged_dataset(dataset, source["tokens_column"], source.get("tags_column", "upos"), where)
+    if "choices_column" in source or "choice_columns" in source:
+        return read_choices(where, enumerate(dataset, 1), source)
     label_column = source.get("label_column", "label")
     pair = [source["text_pair_column"]] if "text_pair_column" in source else []
     columns = (source.get("text_column", "text"), *pair)
@@ -315,8 +358,7 @@ def load_source(source: dict, corpora_dir) -> Corpus:
             return _from_dataset(loaded, source, str(path))
         if path.suffix == ".txt":
             return read_tagged(path)
-        return read_table(path, source.get("text_column", "text"), source.get("label_column", "label"),
-                          source.get("text_pair_column"))
+        return read_table(path, source)
     return _load_hub(source)
 
 

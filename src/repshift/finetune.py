@@ -260,9 +260,9 @@ def layer_drop(model_dir, task_file, out, settings: dict, threads: int, provenan
         for rows in batches(dev.lengths, settings["eval_batch_size"], None):
             batch = kind.collate(tokenizer, dev, rows, device)
             labels = batch.pop("labels").cpu().numpy()
-            states = model.base_model(**batch, output_hidden_states=True).hidden_states
+            states = model.base_model(**kind.encoder_inputs(batch), output_hidden_states=True).hidden_states
             for dropped in range(n_blocks):
-                predicted[dropped].append(kind.predicted(head(states[n_blocks - dropped]), labels))
+                predicted[dropped].append(kind.predicted(head(states[n_blocks - dropped], batch), labels))
             gold.append(kind.gold(labels))
     gold = np.concatenate(gold)
     rows = [{"layers_dropped": dropped, "layers_kept": n_blocks - dropped,

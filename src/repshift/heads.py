@@ -1,5 +1,6 @@
-"""The task head of a fine-tuned sequence classifier, read from its model.safetensors: logits as a function of the
-top layer's [CLS] vectors, so a measure can ask what the model itself predicts from an edited representation."""
+"""The task head of a fine-tuned sequence classifier (or multiple-choice scorer), read from its model.safetensors:
+logits as a function of the top layer's [CLS] vectors, so a measure can ask what the model itself predicts from an
+edited representation, and layer drop what it predicts from a lower layer."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -18,21 +19,25 @@ ACTIVATIONS = {
     "gelu_new": lambda z: 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3))),
 }
 ACTIVATIONS["gelu_pytorch_tanh"] = ACTIVATIONS["gelu_new"]
+ACTIVATIONS["linear"] = lambda z: z
 
 # (first layer, its activation, output layer) parameter prefixes of the sequence-classification heads transformers
-# writes: BERT and DeBERTa, ALBERT, RoBERTa / MPNet / ELECTRA-style, DistilBERT.
+# writes: BERT and DeBERTa, ALBERT, RoBERTa / MPNet / ELECTRA-style, DistilBERT, ELECTRA's multiple choice.
 LAYOUTS = (
     ("pooler.dense", "tanh", "classifier"),
     ("pooler", "tanh", "classifier"),
     ("classifier.dense", "tanh", "classifier.out_proj"),
     ("pre_classifier", "relu", "classifier"),
+    ("sequence_summary.summary", "linear", "classifier"),
 )
 
 
 def _activation(first: str, default: str, config: dict):
     """A layout's activation for the model that wrote the weights: ELECTRA's head and DeBERTa's pooler use gelu
-    (DeBERTa: its pooler_hidden_act) where BERT and RoBERTa use tanh."""
+    (DeBERTa: its pooler_hidden_act) where BERT and RoBERTa use tanh; a sequence summary, its summary_activation."""
     model_type = config.get("model_type")
+    if first == "sequence_summary.summary":
+        return ACTIVATIONS[config.get("summary_activation") or default]
     if first == "classifier.dense" and model_type == "electra":
         return ACTIVATIONS["gelu"]
     if first == "pooler.dense" and model_type in ("deberta", "deberta-v2"):
@@ -59,7 +64,7 @@ def load_head(weights) -> Callable[[np.ndarray], np.ndarray]:
 
     with safe_open(str(weights), framework="numpy") as handle:
         tensors = {_short(k): handle.get_tensor(k) for k in handle.keys()
-                   if "pooler" in k.split(".") or k.startswith(("classifier.", "pre_classifier."))}
+                   if "pooler" in k.split(".") or k.startswith(("classifier.", "pre_classifier.", "sequence_summary."))}
     config_file = Path(weights).parent / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     for first, default, out in LAYOUTS:

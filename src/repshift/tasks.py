@@ -9,7 +9,9 @@ What a kind says:
 - gold(labels) and predicted(logits, labels): the answers its dev metric compares, one per scored unit (an
   example's class; a word's tag, read at its first piece);
 - units(hidden, batch, special_ids): one layer's vectors of those units (a frozen probe's features);
-- depth_head(model, weights): the task head read on any layer's hidden states, for dropping the top layers;
+- encoder_inputs(batch): the batch as the bare encoder reads it (multiple choice: one row per choice);
+- depth_head(model, weights): head(hidden, batch), the task head read on any layer's hidden states, for dropping
+  the top layers;
 - probe(split, label_names): the dev split as probing sentences (words, and pairs, labels or tags), extracted as
   fine-tuned.
 """
@@ -64,6 +66,9 @@ class TaskKind(ABC):
     @abstractmethod
     def depth_head(self, model, weights): ...
 
+    def encoder_inputs(self, batch: dict) -> dict:
+        return batch
+
     @abstractmethod
     def probe(self, split: dict, label_names: list[str]) -> dict: ...
 
@@ -73,9 +78,10 @@ class TaskKind(ABC):
 
 
 def _kinds() -> dict[str, TaskKind]:
-    from . import classification, token_classification
+    from . import classification, multiple_choice, token_classification
 
-    return {kind.name: kind for kind in (classification.SINGLE, classification.PAIR, token_classification.KIND)}
+    return {kind.name: kind for kind in (classification.SINGLE, classification.PAIR, token_classification.KIND,
+                                         multiple_choice.KIND)}
 
 
 KINDS = _kinds()

@@ -63,7 +63,7 @@ class TokenClassification(TaskKind):
 
     def depth_head(self, model, weights):
         classifier = model.classifier
-        return lambda hidden: classifier(hidden.to(classifier.weight.dtype)).float().cpu().numpy()
+        return lambda hidden, batch: classifier(hidden.to(classifier.weight.dtype)).float().cpu().numpy()
 
     def probe(self, split: dict, label_names: list[str]) -> dict:
         return {"words": split["words"], "tags": [[label_names[t] for t in tags] for tags in split["tags"]]}
