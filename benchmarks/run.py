@@ -66,7 +66,10 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 from dry_run import parse_dry_run  # noqa: E402
 
+from repshift.tasks import KINDS  # noqa: E402
+
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+SEQUENCE_HEAD = KINDS["classification"].auto_model
 SECTIONS = ("extraction", "cka", "rsa", "isoscore", "probes", "layerdrop", "replicates", "finetune", "store",
             "directprobe", "memory", "streaming", "workflow")
 COLUMNS = ["section", "benchmark", "size", "repshift", "reference", "unit", "ratio", "target", "holds", "load",
@@ -607,10 +610,11 @@ def bench_layerdrop(sizes: Sizes, work: Path) -> list[dict]:
     labels = [i % 2 for i in range(len(texts))]
     resolved, model_dir = resolve_model(MODEL_ID), work / "layerdrop-model"
     torch.manual_seed(0)
-    load_encoder(resolved.path, classifier_labels=2).save_pretrained(model_dir, safe_serialization=True)
+    load_encoder(resolved.path, head=SEQUENCE_HEAD, labels=2).save_pretrained(model_dir, safe_serialization=True)
     load_tokenizer(resolved.path).save_pretrained(model_dir)
     task_file, out = work / "layerdrop-task.json", work / "layerdrop.csv"
-    task_file.write_text(json.dumps({"label_names": ["a", "b"], "dev": {"text": texts, "label": labels}}))
+    task_file.write_text(json.dumps({"kind": "classification", "label_names": ["a", "b"],
+                                     "dev": {"text": texts, "label": labels}}))
     settings = {"max_length": 64, "eval_batch_size": 64}
 
     def one_pass():
@@ -620,13 +624,15 @@ def bench_layerdrop(sizes: Sizes, work: Path) -> list[dict]:
 
     def truncation_loop():
         device = finetune.select_device(sizes.threads)
-        model = finetune.load_encoder(model_dir, classifier_labels=2).to(device)
+        model = finetune.load_encoder(model_dir, head=SEQUENCE_HEAD, labels=2).to(device)
         tokenizer = finetune.load_tokenizer(model_dir)
+        kind = KINDS["classification"]
+        dev = kind.encode(tokenizer, {"text": texts, "label": labels}, settings["max_length"])
         blocks = list(model.base_model.encoder.layer)
         accuracies = []
         for dropped in range(len(blocks)):
             model.base_model.encoder.layer = torch.nn.ModuleList(blocks[: len(blocks) - dropped])
-            accuracies.append(finetune.evaluate(model, tokenizer, texts, labels, settings, device))
+            accuracies.append(finetune.evaluate(model, tokenizer, kind, dev, settings, device))
         return np.array(accuracies)
 
     one_pass()
@@ -682,7 +688,7 @@ def bench_finetune(sizes: Sizes) -> list[dict]:
 
     def train(fused, precision="float32"):
         torch.manual_seed(0)
-        model = load_encoder(path, classifier_labels=2).train()
+        model = load_encoder(path, head=SEQUENCE_HEAD, labels=2).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=fused)
         start = time.perf_counter()
         for _ in range(sizes.train_steps):
@@ -723,7 +729,7 @@ def tuned_copy(words: list[list[str]], labels: list[int], out: Path, steps: int 
     from repshift.models import load_encoder, load_tokenizer, resolve_model
 
     path = resolve_model(MODEL_ID).path
-    tokenizer, model = load_tokenizer(path), load_encoder(path, classifier_labels=2).train()
+    tokenizer, model = load_tokenizer(path), load_encoder(path, head=SEQUENCE_HEAD, labels=2).train()
     torch.manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     rng = np.random.default_rng(0)

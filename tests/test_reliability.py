@@ -394,7 +394,8 @@ def test_overlong_inputs_are_truncated_with_a_logged_count(tiny_assets, task_fil
     assert 0 < expected < len(task["train"]["text"])
     finetune({"id": str(model_dir)}, task_file, tmp_path / "ft", 0, {**FINETUNE, "epochs": 1, "max_length": 10},
              threads=1, provenance={})
-    assert f"{expected} of {len(task['train']['text'])} training texts truncated at 10 pieces" in capsys.readouterr().out
+    assert f"{expected} of {len(task['train']['text'])} training and " in (out := capsys.readouterr().out)
+    assert "examples cut at 10 pieces" in out
 
     data.prepare_probe(tmp_path / "pos.json", {}, max_sentences=None, seed=0,
                        source={"kind": "local", "path": str(files["tagged.txt"])})
@@ -466,7 +467,7 @@ def test_remote_code_is_off_unless_a_model_opts_in(tiny_assets, task_file, monke
     class Stop(Exception):
         pass
 
-    def spy(path, trust_remote_code=False, classifier_labels=None):
+    def spy(path, trust_remote_code=False, head=None, labels=None):
         seen.append(trust_remote_code)
         raise Stop
 

@@ -180,7 +180,7 @@ def _words(path, row: int, text, column: str) -> list[str]:
     if text is None or not str(text).strip():
         raise UserError(f"{path}:{row}: empty {column}")
     if not isinstance(text, str):
-        raise UserError(f"{path}:{row}: {column} is a {type(text).__name__}, not a string")
+        raise UserError(f"{path}:{row}: the {column} is a {type(text).__name__}, not a string")
     return text.split()
 
 
