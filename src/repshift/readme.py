@@ -29,7 +29,8 @@ class Snapshot:
 
 
 SNAPSHOTS = (Snapshot("benchmarks/default_run", "the default run", ""),
-             Snapshot("benchmarks/offline_base_run", "configs/offline-base.yaml", "offline_base_"))
+             Snapshot("benchmarks/offline_base_run", "configs/offline-base.yaml", "offline_base_"),
+             Snapshot("benchmarks/offline_kinds_run", "configs/offline-kinds.yaml", "offline_kinds_"))
 FIGURES = ("cka", "isotropy")
 
 
