@@ -668,7 +668,38 @@ def bench_replicates(sizes: Sizes, state: dict) -> list[dict]:
         rows.append(row("replicates", f"{name}, {sizes.replicates} bootstrap replicates: row weights vs the copy",
                         f"n={n}, d={arrays[0].shape[1]}", ours_t, ref_t, "s", ref_t / ours_t, "", "", a, r,
                         "top layer of the stored tokens (layer 0 vs top for the pairs); row resamples"))
-    return rows
+    return rows + [isotropy_family_replicates(sizes, iso[-1])]
+
+
+def isotropy_family_replicates(sizes: Sizes, X: np.ndarray) -> dict:
+    """Every weighted isotropy measure of the catalog on the same replicates, as metrics settles them (one
+    decomposition per replicate shared by all): row weights against the resampled copy."""
+    from repshift import catalog, isotropy
+
+    family = [m for m in catalog.MEASURES if m.family == "isotropy" and m.weighted]
+    n = X.shape[0]
+    frequency = np.random.default_rng(1).integers(1, 60, n)
+    rng = np.random.default_rng(0)
+    counts = [rng.multinomial(n, np.full(n, 1 / n)) for _ in range(sizes.replicates)]
+
+    def settle(weighted: bool) -> list[float]:
+        values = []
+        with isotropy.sharing_decompositions():
+            for c in counts:
+                rows = np.flatnonzero(c) if weighted else np.repeat(np.arange(n), c)
+                x, y, extra = X[rows], frequency[rows], ({"weights": c[rows]} if weighted else {})
+                for measure in family:
+                    inputs = (x, y, rows) if measure.takes == "labelled" else (x,)
+                    values.append(float(measure.bind(measure.settings, {"seed": 0})(*inputs, **extra)))
+        return values
+
+    ours_t, ours = timed(lambda: settle(True), sizes.repeat)
+    ref_t, ref = timed(lambda: settle(False), sizes.repeat)
+    a, r = rel_diff(np.array(ours), np.array(ref))
+    return row("replicates", f"the {len(family)} weighted isotropy measures together, {sizes.replicates} bootstrap "
+               "replicates: row weights vs the copy, one decomposition per replicate either way", f"n={n}, "
+               f"d={X.shape[1]}", ours_t, ref_t, "s", ref_t / ours_t, "", "", a, r,
+               ", ".join(m.name for m in family) + "; top layer of the stored tokens, random frequencies")
 
 
 def bench_finetune(sizes: Sizes) -> list[dict]:
