@@ -61,9 +61,10 @@ class SequenceClassification(TaskKind):
         """Each example's mean over its content pieces (the added [CLS] / [SEP] / <s> / </s> and padding left out)."""
         import torch
 
+        from .activations import content_means
+
         content = batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], special_ids)
-        weights = content.float() / content.sum(1, keepdim=True).clamp(min=1)
-        return torch.einsum("btd,bt->bd", hidden.float(), weights).cpu().numpy()
+        return content_means([hidden], content)[0].cpu().numpy()
 
     def depth_head(self, model, weights):
         from .heads import load_head
