@@ -66,7 +66,7 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 from dry_run import parse_dry_run  # noqa: E402
 
-from repshift.tasks import KINDS  # noqa: E402
+from repshift.tasks import ACCURACY, KINDS  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SEQUENCE_HEAD = KINDS["classification"].auto_model
@@ -620,11 +620,11 @@ def bench_layerdrop(sizes: Sizes, work: Path) -> list[dict]:
     def one_pass():
         with contextlib.redirect_stdout(io.StringIO()):
             finetune.layer_drop(model_dir, task_file, out, settings, sizes.threads, {})
-        return pd.read_csv(out)["dev_accuracy"].to_numpy()
+        return pd.read_csv(out)["dev_metric"].to_numpy()
 
     def truncation_loop():
         device = finetune.select_device(sizes.threads)
-        model = finetune.load_encoder(model_dir, head=SEQUENCE_HEAD, labels=2).to(device)
+        model = KINDS["classification"].load_model(model_dir, labels=2).to(device)
         tokenizer = finetune.load_tokenizer(model_dir)
         kind = KINDS["classification"]
         dev = kind.encode(tokenizer, {"text": texts, "label": labels}, settings["max_length"])
@@ -632,7 +632,7 @@ def bench_layerdrop(sizes: Sizes, work: Path) -> list[dict]:
         accuracies = []
         for dropped in range(len(blocks)):
             model.base_model.encoder.layer = torch.nn.ModuleList(blocks[: len(blocks) - dropped])
-            accuracies.append(finetune.evaluate(model, tokenizer, kind, dev, settings, device))
+            accuracies.append(finetune.evaluate(model, tokenizer, kind, dev, settings, device).scores[ACCURACY])
         return np.array(accuracies)
 
     one_pass()

@@ -44,6 +44,41 @@ def tag(word: str) -> str:
     return "NN" if word in NOUNS else TAGS[word]
 
 
+def squad(rows: list) -> dict:
+    """SQuAD v1.1 JSON from pairs of tiny sentences: the context is both, the question names one's noun, the answer
+    is that sentence's sentiment word at its character offset."""
+    paragraphs = []
+    for n, ((first, _), (second, _)) in enumerate(zip(rows[::2], rows[1::2])):
+        context, target = " ".join(first + second), (first, second)[n % 2]
+        before = " ".join(first) + " " if target is second else ""
+        adjective = next(w for w in target if w in POSITIVE + NEGATIVE)
+        start = len(before) + len(" ".join(target[: target.index(adjective)])) + (target.index(adjective) > 0)
+        assert context[start : start + len(adjective)] == adjective
+        paragraphs.append({"context": context, "qas": [{"id": f"q{n}", "question": f"what about the {target[1]}",
+                                                          "answers": [{"text": adjective, "answer_start": start}]}]})
+    return {"version": "1.1", "data": [{"title": "tiny", "paragraphs": paragraphs}]}
+
+
+def tree(words: list[str]) -> list[tuple[int, str]]:
+    """A tiny sentence's dependency tree, UD style: the adjective is the root; the noun its subject with its
+    determiner, the verb its copula, an adverb its modifier; each filler hangs from the word before, "." from the
+    root."""
+    root = next(i for i, w in enumerate(words) if w in POSITIVE + NEGATIVE) + 1
+    arcs = []
+    for i, word in enumerate(words):
+        arcs.append((0, "root") if i + 1 == root else (2, "det") if i == 0 else (root, "nsubj") if word in NOUNS
+                    else (root, "cop") if word in ("was", "is") else (root, "advmod") if word in ("really", "very")
+                    else (root, "punct") if word == "." else (i, "dep"))
+    return arcs
+
+
+def conllu(words: list[str], sent_id: str) -> str:
+    lines = [f"# sent_id = {sent_id}", f"# text = {' '.join(words)}"]
+    for i, (word, (head, relation)) in enumerate(zip(words, tree(words)), 1):
+        lines.append("\t".join([str(i), word, word, tag(word), tag(word), "_", str(head), relation, "_", "_"]))
+    return "\n".join(lines) + "\n\n"
+
+
 def make_tiny_model(path: Path) -> Path:
     """A randomly initialised 2-layer BERT with a word-level vocabulary of the tiny corpus."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -110,6 +145,13 @@ def write_tiny_data(root: Path) -> dict:
         for (first, a), (second, b) in zip(premises, hypotheses):
             handle.write(json.dumps({"premise": " ".join(first), "hypothesis": " ".join(second),
                                      "label": "same" if a == b else "differ"}) + "\n")
+    with open(root / "scores.jsonl", "w") as handle:
+        for (first, a), (second, b) in zip(sentences(160, seed=9), sentences(160, seed=10)):
+            handle.write(json.dumps({"sentence1": " ".join(first), "sentence2": " ".join(second),
+                                     "label": round(a + b - 1 + 0.02 * len(first), 2)}) + "\n")
+    (root / "squad.json").write_text(json.dumps(squad(list(sentences(240, seed=12)))))
+    (root / "trees.conllu").write_text("".join(conllu(words, f"s{i}") for i, (words, _) in
+                                               enumerate(sentences(120, seed=11))))
     import random
 
     rng = random.Random(7)
@@ -121,7 +163,7 @@ def write_tiny_data(root: Path) -> dict:
             handle.write(json.dumps({"context": " ".join(words), "choices": answers,
                                      "label": answers.index(right)}) + "\n")
     return {name: root / name for name in ("sentiment.csv", "length.jsonl", "tagged.txt", "ood.txt", "pairs.jsonl",
-                                           "choices.jsonl")}
+                                           "choices.jsonl", "scores.jsonl", "trees.conllu", "squad.json")}
 
 
 def tiny_config(model_dir: Path, files: dict) -> dict:

@@ -8,6 +8,8 @@ import pytest
 from repshift.claims import (FAILS, HOLDS, INCONCLUSIVE, MISSING, NOT_LEARNED, NOT_MEASURABLE, RULES, Estimate,
                              claims_table, decide, seed_estimate, verdict_summary)
 from repshift.config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED
+from repshift.tasks import ACCURACY, KINDS
+from repshift.uncertainty import DEV_BOOT, DEV_SEED, metric_replicates, replicates_text, sentence_resamples
 
 LAYERS = 4
 ROLES = {"dev-t": DEV_ROLE, "pos": TAGGED, "ood": OUT_OF_DOMAIN}
@@ -33,14 +35,23 @@ def table(*parts):
     return pd.DataFrame([r for part in parts for r in part])
 
 
-N_DEV = 10**9
+def resampled(correct: int, n_dev: int) -> str:
+    """The replicates fine-tuning stores for a model right on the first `correct` of n_dev dev examples: its accuracy
+    on the example resamples every model on that dev set draws."""
+    kind = KINDS["classification"]
+    gold = np.zeros(n_dev, int)
+    predicted = np.where(np.arange(n_dev) < correct, 0, 1)
+    draws = sentence_resamples(np.arange(n_dev), DEV_BOOT, DEV_SEED)
+    return replicates_text(metric_replicates(kind.dev_metric, predicted, gold, draws))
+
+
 TRAINING = pd.DataFrame([{"model": "m", "variant": "t-s0", "task": "t", "seed": 0, "freeze_layers": 0,
-                          "dev_accuracy": 0.9, "n_dev": N_DEV}])
+                          "metric": ACCURACY, "dev_metric": 0.9, "replicates": None}])
 LAYERDROP = pd.DataFrame([{"model": "m", "variant": "t-s0", "task": "t", "seed": 0, "layers_dropped": k,
-                           "dev_accuracy": acc} for k, acc in enumerate([0.90, 0.895, 0.7, 0.5])])
+                           "metric": ACCURACY, "dev_metric": acc} for k, acc in enumerate([0.90, 0.895, 0.7, 0.5])])
 MARGIN = 0.02
-BASELINES = pd.DataFrame([{"model": "m", "task": "t", "majority_accuracy": 0.5, "frozen_probe_accuracy": 0.7,
-                           "frozen_probe_layer": 2}])
+BASELINES = pd.DataFrame([{"model": "m", "task": "t", "metric": ACCURACY, "trivial_name": "majority class",
+                           "trivial": 0.5, "frozen_probe": 0.7, "frozen_probe_layer": 2}])
 FLAT = [0.5] * LAYERS
 
 
@@ -196,18 +207,21 @@ def test_layer_drop_and_freezing_costs_both_ways():
     frame = table(rows("isotropy_raw", "dev-t", "token", FLAT, FLAT))
     result, _ = verdicts(frame)
     assert result["C14"] == HOLDS and result["C12"] == MISSING
-    assert verdicts(frame, LAYERDROP.assign(dev_accuracy=[0.9, 0.6, 0.5, 0.5]))[0]["C14"] == FAILS
+    assert verdicts(frame, LAYERDROP.assign(dev_metric=[0.9, 0.6, 0.5, 0.5]))[0]["C14"] == FAILS
     frozen = TRAINING.assign(variant="t-f2-s0", freeze_layers=2)
-    assert verdicts(frame, training=pd.concat([TRAINING, frozen.assign(dev_accuracy=0.89)]))[0]["C12"] == HOLDS
-    assert verdicts(frame, training=pd.concat([TRAINING, frozen.assign(dev_accuracy=0.7)]))[0]["C12"] == FAILS
+    assert verdicts(frame, training=pd.concat([TRAINING, frozen.assign(dev_metric=0.89)]))[0]["C12"] == HOLDS
+    assert verdicts(frame, training=pd.concat([TRAINING, frozen.assign(dev_metric=0.7)]))[0]["C12"] == FAILS
 
 
-def test_a_dev_set_of_fifty_leaves_a_small_freezing_cost_inconclusive():
-    """Dev accuracy on 50 sentences is uncertain by about +-0.08: a 0.01 cost can be neither ruled in nor out."""
-    small = TRAINING.assign(n_dev=50)
-    training = pd.concat([small, small.assign(variant="t-f2-s0", freeze_layers=2, dev_accuracy=0.89)])
-    assert verdicts(table(rows("isotropy_raw", "dev-t", "token", FLAT, FLAT)),
-                    training=training)[0]["C12"] == INCONCLUSIVE
+def test_a_dev_set_of_a_hundred_leaves_a_small_freezing_cost_inconclusive():
+    """One example of 100 that only the full model gets right: resampled, it counts 0 to 3 times, so a 0.01 cost
+    can be neither ruled in nor out against the 0.02 bar; on 10,000 examples the same share is decided."""
+    for n_dev, verdict in ((100, INCONCLUSIVE), (10_000, HOLDS)):
+        full = TRAINING.assign(replicates=resampled(n_dev * 90 // 100, n_dev))
+        frozen = full.assign(variant="t-f2-s0", freeze_layers=2, dev_metric=0.89,
+                             replicates=resampled(n_dev * 89 // 100, n_dev))
+        assert verdicts(table(rows("isotropy_raw", "dev-t", "token", FLAT, FLAT)),
+                        training=pd.concat([full, frozen]))[0]["C12"] == verdict, n_dev
 
 
 def test_verdicts_follow_roles_not_probe_names():
@@ -226,8 +240,7 @@ def test_verdicts_follow_roles_not_probe_names():
 def test_a_model_that_does_not_clear_its_baselines_makes_every_claim_unmeasurable(majority, probe):
     frame = table(rows("isotropy_raw", "dev-t", "token", FLAT, [0.5, 0.5, 0.5, 0.4]))
     assert verdicts(frame)[0]["C0"] == HOLDS and verdicts(frame)[0]["C1"] == HOLDS
-    result, claims = verdicts(frame, baselines=BASELINES.assign(majority_accuracy=majority,
-                                                                 frozen_probe_accuracy=probe))
+    result, claims = verdicts(frame, baselines=BASELINES.assign(trivial=majority, frozen_probe=probe))
     assert result.pop("C0") == FAILS
     assert set(result.values()) == {NOT_LEARNED}
     assert f"{0.9 - max(majority, probe):+.3f} over the better" in claims.loc["C0", "deciding_number"]
@@ -236,10 +249,10 @@ def test_a_model_that_does_not_clear_its_baselines_makes_every_claim_unmeasurabl
 def test_the_learning_margin_is_a_strict_bar_and_a_small_dev_set_leaves_it_open():
     frame = table(rows("isotropy_raw", "dev-t", "token", FLAT, FLAT))
     just, short = 0.9 - MARGIN * 1.01, 0.9 - MARGIN * 0.99
-    assert verdicts(frame, baselines=BASELINES.assign(frozen_probe_accuracy=just))[0]["C0"] == HOLDS
-    assert verdicts(frame, baselines=BASELINES.assign(frozen_probe_accuracy=short))[0]["C0"] == FAILS
-    result, _ = verdicts(frame, training=TRAINING.assign(n_dev=100),
-                         baselines=BASELINES.assign(frozen_probe_accuracy=0.86))
+    assert verdicts(frame, baselines=BASELINES.assign(frozen_probe=just))[0]["C0"] == HOLDS
+    assert verdicts(frame, baselines=BASELINES.assign(frozen_probe=short))[0]["C0"] == FAILS
+    result, _ = verdicts(frame, training=TRAINING.assign(replicates=resampled(90, 100)),
+                         baselines=BASELINES.assign(frozen_probe=0.86))
     assert result["C0"] == INCONCLUSIVE and result["C1"] != NOT_LEARNED
 
 

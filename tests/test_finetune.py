@@ -10,7 +10,9 @@ import pytest
 from safetensors.numpy import load_file
 
 from repshift import finetune as finetuning
-from repshift.baselines import majority_accuracy, task_baselines
+from repshift.baselines import task_baselines
+from repshift.tasks import ACCURACY, KINDS
+from repshift.uncertainty import DEV_BOOT, replicates_from_text
 
 SETTINGS = {"epochs": 6, "batch_size": 16, "eval_batch_size": 64, "learning_rate": 1e-3, "weight_decay": 0.0,
             "warmup_ratio": 0.0, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 1000, "patience": 2,
@@ -19,14 +21,15 @@ PROVENANCE = {"model": "tiny", "variant": "sent-s0", "task": "sent", "seed": 0}
 
 
 def test_majority_class_accuracy_counts_the_most_frequent_training_label():
-    assert majority_accuracy(["a", "a", "b"], ["a", "b", "b", "b"]) == 0.25
-    assert majority_accuracy([1, 0, 0], [0, 0, 1, 0]) == 0.75
+    assert KINDS["classification"].trivial(["a", "a", "b"], ["a", "b", "b", "b"]) == 0.25
+    assert KINDS["classification"].trivial([1, 0, 0], [0, 0, 1, 0]) == 0.75
 
 
 def scripted(monkeypatch, curve):
     """Make fine-tuning's dev evaluation return `curve`, one value per epoch."""
     values = iter(curve)
-    monkeypatch.setattr(finetuning, "evaluate", lambda *args: next(values))
+    monkeypatch.setattr(finetuning, "evaluate", lambda *args: (lambda v: finetuning.DevScores({ACCURACY: v}, [v]))(
+        next(values)))
 
 
 def trained(tiny_assets, task_file, out, settings):
@@ -38,7 +41,8 @@ def trained(tiny_assets, task_file, out, settings):
 def test_a_plateau_stops_training_after_patience_epochs(tiny_assets, task_file, tmp_path, monkeypatch):
     scripted(monkeypatch, [0.5, 0.7, 0.6, 0.7, 0.8, 0.9])
     record, _ = trained(tiny_assets, task_file, tmp_path / "stopped", SETTINGS)
-    assert record["dev_accuracy"] == [0.5, 0.7, 0.6, 0.7] and record["best_epoch"] == 2
+    assert record["dev_metric"] == [0.5, 0.7, 0.6, 0.7] and record["best_epoch"] == 2
+    assert record["metric"] == ACCURACY and record["dev_replicates"] == [0.7]
     assert len(record["loss"]) == 4 * math.ceil(record["n_train"] / SETTINGS["batch_size"])
 
 
@@ -58,7 +62,7 @@ def test_the_weights_kept_are_the_best_epochs(tiny_assets, task_file, tmp_path, 
 
 def test_without_patience_every_epoch_runs(tiny_assets, task_file, tmp_path):
     record, _ = trained(tiny_assets, task_file, tmp_path / "all", {**SETTINGS, "epochs": 3, "patience": None})
-    assert len(record["dev_accuracy"]) == 3
+    assert len(record["dev_metric"]) == 3 and len(record["dev_scores"]) == 3
 
 
 def test_frozen_layers_leave_training_bit_identical_and_the_rest_moves(tiny_assets, task_file, tmp_path):
@@ -73,13 +77,16 @@ def test_frozen_layers_leave_training_bit_identical_and_the_rest_moves(tiny_asse
     assert not any(np.array_equal(tuned[f"bert.{key}"], base[key]) for key in trainable if key.endswith("weight"))
 
 
-def test_layer_drop_with_nothing_dropped_is_the_kept_weights_dev_accuracy(tiny_assets, task_file, tmp_path):
+def test_layer_drop_with_nothing_dropped_is_the_kept_weights_dev_metric(tiny_assets, task_file, tmp_path):
+    """Its value and its resamples over dev examples both: the same draws score the same predictions."""
     record, _ = trained(tiny_assets, task_file, tmp_path / "ft", {**SETTINGS, "epochs": 2, "patience": None})
     out = tmp_path / "drop.csv"
     finetuning.layer_drop(tmp_path / "ft", task_file, out, SETTINGS, 1, {"variant": "sent-s0"})
-    dropped = pd.read_csv(out).set_index("layers_dropped")["dev_accuracy"]
+    dropped = pd.read_csv(out).set_index("layers_dropped")
     assert list(dropped.index) == [0, 1]
-    assert dropped[0] == record["dev_accuracy"][record["best_epoch"] - 1]
+    assert dropped.loc[0, "dev_metric"] == record["dev_metric"][record["best_epoch"] - 1]
+    assert np.allclose(replicates_from_text(dropped.loc[0, "replicates"]), record["dev_replicates"])
+    assert len(record["dev_replicates"]) == DEV_BOOT
 
 
 @pytest.fixture(scope="module")
@@ -93,16 +100,17 @@ def baselines(tiny_assets, task_file, tmp_path_factory):
 
 def test_baselines_record_the_majority_class_and_every_layer_of_the_frozen_probe(baselines):
     record, task = baselines
-    assert record["majority_accuracy"] == majority_accuracy(task["train"]["label"], task["dev"]["label"])
-    assert len(record["frozen_probe_accuracy"]) == 3
-    assert record["frozen_probe_best_layer"] == int(np.argmax(record["frozen_probe_accuracy"]))
+    assert record["trivial"] == KINDS["classification"].trivial(task["train"]["label"], task["dev"]["label"])
+    assert record["metric"] == ACCURACY and record["trivial_name"] == "majority class"
+    assert len(record["frozen_probe"]) == 3
+    assert record["frozen_probe_best_layer"] == int(np.argmax(record["frozen_probe"]))
     assert record["n_dev"] == len(task["dev"]["text"]) and record["provenance"]["task"] == "sent"
 
 
 def test_a_frozen_probe_reads_a_label_that_is_one_word_away(baselines):
     """The tiny task's label is decided by one sentiment word: even a random encoder's embeddings carry it."""
     record, _ = baselines
-    assert record["frozen_probe_accuracy"][0] > record["majority_accuracy"] + 0.1
+    assert record["frozen_probe"][0] > record["trivial"] + 0.1
 
 
 def test_layer_drop_in_one_pass_equals_running_the_truncated_model(tiny_assets, task_file, tmp_path):
@@ -113,11 +121,11 @@ def test_layer_drop_in_one_pass_equals_running_the_truncated_model(tiny_assets, 
     finetuning.layer_drop(tmp_path / "ft", task_file, out, SETTINGS, 1, {"variant": "sent-s0"})
     task = json.loads(task_file.read_text())
     kind = finetuning.kind_of(task)
-    model = finetuning.load_encoder(tmp_path / "ft", head=kind.auto_model, labels=len(task["label_names"])).eval()
+    model = kind.load_model(tmp_path / "ft", labels=len(task["label_names"])).eval()
     tokenizer = finetuning.load_tokenizer(tmp_path / "ft")
     dev = kind.encode(tokenizer, task["dev"], SETTINGS["max_length"])
     blocks = list(model.base_model.encoder.layer)
-    for dropped, accuracy in pd.read_csv(out).set_index("layers_dropped")["dev_accuracy"].items():
+    for dropped, accuracy in pd.read_csv(out).set_index("layers_dropped")["dev_metric"].items():
         model.base_model.encoder.layer = torch.nn.ModuleList(blocks[: len(blocks) - dropped])
         truncated = finetuning.evaluate(model, tokenizer, kind, dev, SETTINGS, finetuning.select_device(1))
-        assert accuracy == truncated, dropped
+        assert accuracy == truncated.scores[ACCURACY], dropped

@@ -132,7 +132,8 @@ def test_finetune_killed_twice_resumes_to_the_uninterrupted_result(tiny_assets, 
     assert reference.keys() == resumed.keys()
     assert all(np.array_equal(reference[name], resumed[name]) for name in reference)
     curves = [json.loads((d / "train_metrics.json").read_text()) for d in (tmp_path / "reference", out)]
-    assert curves[0]["loss"] == curves[1]["loss"] and curves[0]["dev_accuracy"] == curves[1]["dev_accuracy"]
+    assert curves[0]["loss"] == curves[1]["loss"] and curves[0]["dev_metric"] == curves[1]["dev_metric"]
+    assert curves[0]["dev_replicates"] == curves[1]["dev_replicates"]
     assert not (out / ".checkpoint").exists()
 
 
@@ -471,13 +472,14 @@ def test_remote_code_is_off_unless_a_model_opts_in(tiny_assets, task_file, monke
         seen.append(trust_remote_code)
         raise Stop
 
-    monkeypatch.setattr(activations, "load_encoder", spy)
-    monkeypatch.setattr(finetuning, "load_encoder", spy)
-    for spec in ({"id": str(model_dir)}, {"id": str(model_dir), "trust_remote_code": True}):
-        with pytest.raises(Stop):
-            activations.extract(spec, task_file, tmp_path / "x.h5", {"max_length": 8}, 1, {})
-        with pytest.raises(Stop):
-            finetuning.finetune(spec, task_file, tmp_path / "ft", 0, FINETUNE, 1, {})
+    with monkeypatch.context() as patched:
+        patched.setattr(activations, "load_encoder", spy)
+        patched.setattr(models, "load_encoder", spy)  # what every task kind's load_model calls
+        for spec in ({"id": str(model_dir)}, {"id": str(model_dir), "trust_remote_code": True}):
+            with pytest.raises(Stop):
+                activations.extract(spec, task_file, tmp_path / "x.h5", {"max_length": 8}, 1, {})
+            with pytest.raises(Stop):
+                finetuning.finetune(spec, task_file, tmp_path / "ft", 0, FINETUNE, 1, {})
     assert seen == [False, False, True, True]
 
     from transformers import AutoModel

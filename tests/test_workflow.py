@@ -69,14 +69,15 @@ def test_every_rule_log_says_what_happened(finished):
     assert [log for log in logs if not log.read_text().strip()] == []
     assert all("\r" not in log.read_text() for log in logs), "progress bars must write lines into logs"
     claims = (finished.root / "logs/claims.log").read_text()
-    assert "tiny sent-s0: dev accuracy" in claims and "majority" in claims and "frozen probe" in claims
+    assert "tiny sent-s0: dev accuracy" in claims and "majority class" in claims
+    assert "frozen pre-trained probe" in claims
 
 
 def test_finetune_records_loss_and_accuracy(finished):
     metrics = json.loads((finished.root / "results/models/tiny/sent-s0/train_metrics.json").read_text())
     assert len(metrics["loss"]) == 9
     dropped = pd.read_csv(finished.root / "results/layerdrop/tiny/sent-s0.csv").set_index("layers_dropped")
-    assert metrics["best_epoch"] == 1 and dropped.loc[0, "dev_accuracy"] == metrics["dev_accuracy"][0]
+    assert metrics["best_epoch"] == 1 and dropped.loc[0, "dev_metric"] == metrics["dev_metric"][0]
     assert metrics["provenance"]["settings"]["learning_rate"] == 1.0e-3
     assert metrics["provenance"]["seed"] == 0
 

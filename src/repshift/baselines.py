@@ -1,4 +1,5 @@
-"""What a fine-tuned model has to beat to count as having learned its task: the majority class and a frozen probe."""
+"""What a fine-tuned model has to beat to count as having learned its task: the trivial answer (the majority class)
+and a probe on the frozen encoder, each scored with the kind's dev metric."""
 
 import json
 from pathlib import Path
@@ -7,17 +8,9 @@ import numpy as np
 
 from .finetune import batches
 from .models import load_encoder, load_tokenizer, resolve_model, select_device
-from .probing import linear_probe_accuracy
 from .progress import progress
 from .provenance import write_json
 from .tasks import kind_of
-
-
-def majority_accuracy(train_labels, dev_labels) -> float:
-    """Dev accuracy of always answering the most frequent training label.
-    acc = mean[y_dev = argmax_c count_train(c)]"""
-    values, counts = np.unique(np.asarray(train_labels), return_counts=True)
-    return float(np.mean(np.asarray(dev_labels) == values[counts.argmax()]))
 
 
 FROZEN_PROBE_UNITS = 20000  # training units (examples, or words) the frozen probe fits on at most
@@ -53,34 +46,50 @@ def unit_capped(kind, encoded, cap: int, seed: int) -> np.ndarray:
     return np.sort(order[:keep])
 
 
+def labelled_gold(tokenizer, kind, encoded, batch_size: int) -> np.ndarray:
+    """The gold answer of every unit of a split, read from its labels without a forward pass."""
+    import torch
+
+    return np.concatenate([kind.gold(kind.collate(tokenizer, encoded, rows, torch.device("cpu"))["labels"].numpy())
+                           for rows in batches(encoded.lengths, batch_size, None)])
+
+
 def task_baselines(model_spec: dict, task_file, out, settings: dict, threads: int, provenance: dict) -> None:
-    """Write the task's majority-class dev metric and the best layer's dev metric of a linear probe on the frozen
+    """Write the task's trivial answer's dev metric and the best layer's dev metric of a linear probe on the frozen
     pre-trained encoder (the units its kind scores: mean vectors of examples, first pieces of words; fit on at most
-    FROZEN_PROBE_UNITS of the training split's): the bars a fine-tuned model must clear."""
+    FROZEN_PROBE_UNITS of the training split's): the bars a fine-tuned model must clear. A kind without a frozen
+    probe (its frozen_probe_reason) records the reason instead."""
     task = json.loads(Path(task_file).read_text())
     kind = kind_of(task)
     resolved = resolve_model(model_spec["id"], model_spec.get("revision"))
-    device = select_device(threads)
-    model = load_encoder(resolved.path, model_spec.get("trust_remote_code", False)).to(device).eval()
     tokenizer = load_tokenizer(resolved.path)
     encoded = {split: kind.encode(tokenizer, task[split], settings["max_length"]) for split in ("train", "dev")}
-    rows = {"train": unit_capped(kind, encoded["train"], FROZEN_PROBE_UNITS, settings["seed"]),
-            "dev": np.arange(len(encoded["dev"].features))}
-    features, gold = {}, {}
-    for split in ("train", "dev"):
-        features[split], gold[split] = frozen_units(model, tokenizer, kind, encoded[split], rows[split],
-                                                    settings["eval_batch_size"], device, f"frozen encoder, {split}")
-    majority = majority_accuracy(gold["train"], gold["dev"])
-    print(f"{kind.name}: {len(gold['train'])} training units of {len(rows['train'])} examples, {len(gold['dev'])} "
-          f"dev units; majority class: dev accuracy {majority:.4f}", flush=True)
-    probe = []
-    for layer, (X_train, X_dev) in enumerate(zip(features["train"], features["dev"])):
-        probe.append(linear_probe_accuracy(X_train, gold["train"], X_dev, gold["dev"], l2=settings["probe_l2"],
-                                           seed=settings["seed"], max_iter=settings["probe_iterations"]))
-        print(f"frozen probe, layer {layer}: dev accuracy {probe[-1]:.4f}", flush=True)
-    best = int(np.argmax(probe))
+    metric, probe, best = kind.metrics[0], [], None
+    if kind.frozen_probe_reason:
+        gold = {split: labelled_gold(tokenizer, kind.bind(encoded[split]), encoded[split], settings["eval_batch_size"])
+                for split in encoded}
+        print(f"{kind.name}: no frozen probe: {kind.frozen_probe_reason}", flush=True)
+    else:
+        device = select_device(threads)
+        model = load_encoder(resolved.path, model_spec.get("trust_remote_code", False)).to(device).eval()
+        rows = {"train": unit_capped(kind, encoded["train"], FROZEN_PROBE_UNITS, settings["seed"]),
+                "dev": np.arange(len(encoded["dev"].features))}
+        features, gold = {}, {}
+        for split in ("train", "dev"):
+            features[split], gold[split] = frozen_units(model, tokenizer, kind.bind(encoded[split]), encoded[split],
+                                                        rows[split], settings["eval_batch_size"], device,
+                                                        f"frozen encoder, {split}")
+        for layer, (X_train, X_dev) in enumerate(zip(features["train"], features["dev"])):
+            probe.append(kind.frozen_probe(X_train, gold["train"], X_dev, gold["dev"], settings))
+            print(f"frozen probe, layer {layer}: dev {metric} {probe[-1]:.4f}", flush=True)
+        best = int(np.nanargmax(probe))
+    trivial = kind.trivial(gold["train"], gold["dev"])
+    print(f"{kind.name}: {len(gold['train'])} training units, {len(gold['dev'])} dev units; {kind.trivial_name}: "
+          f"dev {metric} {trivial:.4f}", flush=True)
     write_json(out, {"provenance": {**provenance, "model_id": resolved.model_id, "model_revision": resolved.revision,
                                     "base_weights_sha256": resolved.weights_sha256, "settings": settings},
-                     "majority_accuracy": majority, "frozen_probe_accuracy": probe, "frozen_probe_best_layer": best,
+                     "metric": metric, "trivial_name": kind.trivial_name, "trivial": trivial, "frozen_probe": probe,
+                     "frozen_probe_best_layer": best, "frozen_probe_reason": kind.frozen_probe_reason,
                      "n_train": len(gold["train"]), "n_dev": len(gold["dev"])})
-    print(f"wrote {out}: majority {majority:.4f}, frozen probe {probe[best]:.4f} (layer {best})", flush=True)
+    frozen = f"frozen probe {probe[best]:.4f} (layer {best})" if probe else "no frozen probe"
+    print(f"wrote {out}: {kind.trivial_name} {trivial:.4f}, {frozen}", flush=True)

@@ -13,7 +13,7 @@ from .catalog import named, seed_floor, versus
 from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, dev_probe, is_seed_pair, parse_variant
 from .provenance import atomic_path
 from .tables import write_csv
-from .uncertainty import percentile_interval, seed_replicates
+from .uncertainty import percentile_interval, replicates_from_text, replicates_text, seed_replicates
 
 HOLDS, FAILS, INCONCLUSIVE, MISSING = "holds", "does not hold", "inconclusive", "not measured"
 NOT_MEASURABLE = "not measurable"
@@ -39,7 +39,7 @@ class Rule:
 
 RULES = {
     "C0": Rule("all", "the fine-tuned model learned its task", 0.02, True,
-               "a model that does not beat a probe on its own frozen encoder (or the majority class) by "
+               "a model that does not beat a probe on its own frozen encoder (or the trivial answer) by "
                "claims.learned_margin has learned nothing fine-tuning could explain"),
     "C1": Rule("isotropy", "fine-tuning does not necessarily raise isotropy", 0.0, False,
                "'does not necessarily result in isotropy enhancements' is met by one model and task whose top-layer "
@@ -75,13 +75,13 @@ RULES = {
                 "'a weaker effect on representations of out-of-domain sentences': top-layer base vs fine-tuned RSA "
                 "is higher out of domain than in domain"),
     "C12": Rule("Merchant", "freezing the lower layers costs little", 0.02, False,
-                "freezing the bottom layers costs less than 2 points of dev accuracy"),
+                "freezing the bottom layers costs less than 2 points of the task's dev metric"),
     "C13": Rule("Phang", "fine-tuned models show block-diagonal layer similarity", 0.0, True,
                 "'early layer representations and later layer representations form two distinct clusters': the "
                 "block-diagonality of the [CLS] CKA matrix (blocks of at least 2 layers) rises"),
     "C14": Rule("Phang", "the top layers can be dropped without re-tuning", 0.02, False,
                 "'the top few layers ... can be discarded without hurting performance': dropping the top layer "
-                "costs less than 2 points of dev accuracy"),
+                "costs less than 2 points of the task's dev metric"),
 }
 
 
@@ -122,59 +122,63 @@ def seed_estimate(values, per_seed_replicates=None) -> Estimate:
     return Estimate(float(values.mean()), seed_replicates(per_seed_replicates, CLAIM_BOOT, CLAIM_SEED))
 
 
-def _parse_replicates(text) -> np.ndarray | None:
-    return np.array(text.split(), dtype=np.float64) if isinstance(text, str) and text else None
-
-
-def rows_estimate(rows: pd.DataFrame) -> Estimate:
-    """One value per seed (or the pre-trained model's one) with their sentence replicates where every row has
-    them."""
-    replicates = [_parse_replicates(r) for r in rows.get("replicates", pd.Series([None] * len(rows)))]
+def rows_estimate(rows: pd.DataFrame, column: str = "value") -> Estimate:
+    """One value per seed (or the pre-trained model's one) with their sentence (or dev example) replicates where
+    every row has them."""
+    replicates = [replicates_from_text(r) for r in rows.get("replicates", pd.Series([None] * len(rows)))]
     if replicates and all(r is not None for r in replicates) and len({len(r) for r in replicates}) == 1:
-        return seed_estimate(rows["value"], np.vstack(replicates))
-    return seed_estimate(rows["value"])
+        return seed_estimate(rows[column], np.vstack(replicates))
+    return seed_estimate(rows[column])
 
 
-def accuracy_estimate(accuracies, n_dev) -> Estimate:
-    """Mean dev accuracy over seeds, each seed's accuracy resampled as Binomial(n_dev, accuracy) / n_dev."""
-    accuracies = np.asarray(accuracies, dtype=np.float64)
-    if len(accuracies) == 0:
-        return Estimate(np.nan)
-    rng = np.random.default_rng(CLAIM_SEED)
-    draws = np.vstack([rng.binomial(int(n), a, CLAIM_BOOT) / n for a, n in zip(accuracies, n_dev)])
-    return seed_estimate(accuracies, draws)
+def dev_estimate(rows: pd.DataFrame) -> Estimate:
+    """The mean dev metric over the seeds in `rows` (training or layer-drop rows), each seed's resampled over its
+    dev examples."""
+    return rows_estimate(rows, "dev_metric")
 
 
 def read_training(paths) -> pd.DataFrame:
-    """One row per fine-tuned variant: its best-epoch dev accuracy, dev size, loss and settings."""
+    """One row per fine-tuned variant: its kind's deciding dev metric at the best epoch with its replicates over dev
+    examples, dev size, loss and settings."""
     rows = []
     for path in paths:
         record = json.loads(Path(path).read_text())
         provenance = record["provenance"]
         rows.append({"model": provenance["model"], "variant": provenance["variant"], "task": provenance["task"],
                      "seed": provenance["seed"], "freeze_layers": provenance["settings"]["freeze_layers"],
-                     "dev_accuracy": record["dev_accuracy"][record["best_epoch"] - 1], "n_dev": record["n_dev"],
-                     "best_epoch": record["best_epoch"], "epochs_run": len(record["dev_accuracy"]),
+                     "metric": record["metric"], "dev_metric": record["dev_metric"][record["best_epoch"] - 1],
+                     "replicates": replicates_text(record["dev_replicates"]), "n_dev": record["n_dev"],
+                     "best_epoch": record["best_epoch"], "epochs_run": len(record["dev_metric"]),
                      "final_loss": record["loss"][-1], "steps": len(record["loss"]), "seconds": record["seconds"]})
     return pd.DataFrame(rows)
 
 
 def read_baselines(paths) -> pd.DataFrame:
-    """One row per model and task: the majority-class and the best frozen-probe dev accuracy."""
+    """One row per model and task: the trivial answer's (the majority class) and the best frozen probe's dev
+    metric."""
     rows = []
     for path in paths:
         record = json.loads(Path(path).read_text())
         best = record["frozen_probe_best_layer"]
+        probe = np.nan if best is None else record["frozen_probe"][best]
         rows.append({"model": record["provenance"]["model"], "task": record["provenance"]["task"],
-                     "majority_accuracy": record["majority_accuracy"],
-                     "frozen_probe_accuracy": record["frozen_probe_accuracy"][best], "frozen_probe_layer": best})
-    return pd.DataFrame(rows, columns=["model", "task", "majority_accuracy", "frozen_probe_accuracy",
+                     "metric": record["metric"], "trivial_name": record["trivial_name"], "trivial": record["trivial"],
+                     "frozen_probe": probe, "frozen_probe_layer": np.nan if best is None else best})
+    return pd.DataFrame(rows, columns=["model", "task", "metric", "trivial_name", "trivial", "frozen_probe",
                                        "frozen_probe_layer"])
 
 
-def margin_over_baselines(accuracy, majority: float, probe: float):
-    """How far a dev accuracy clears the better of the majority class and the frozen pre-trained probe."""
-    return accuracy - max(majority, probe)
+def margin_over_baselines(score, trivial: float, probe: float):
+    """How far a dev metric clears the better of the trivial answer and the frozen pre-trained probe (the trivial
+    answer alone for a kind without a frozen probe)."""
+    return score - np.nanmax([trivial, probe])
+
+
+def frozen_probe_text(bar) -> str:
+    """The frozen probe's bar in words: its dev metric and layer, or that the kind has none."""
+    if not np.isfinite(bar["frozen_probe"]):
+        return "no frozen probe (not defined for this kind)"
+    return f"frozen pre-trained probe {bar['frozen_probe']:.3f} (layer {int(bar['frozen_probe_layer'])})"
 
 
 def full_finetuning(variant: str) -> bool:
@@ -219,7 +223,7 @@ def largest_fall(base: pd.DataFrame, tuned: pd.DataFrame) -> Estimate:
     replicate (the same sentence draws for both models) where every row has them."""
     def by_layer(rows):
         rows = rows.sort_values("layer")
-        draws = [_parse_replicates(r) for r in rows.get("replicates", pd.Series([None] * len(rows)))]
+        draws = [replicates_from_text(r) for r in rows.get("replicates", pd.Series([None] * len(rows)))]
         paired = all(d is not None for d in draws) and len({len(d) for d in draws}) == 1
         return rows["value"].to_numpy(), np.vstack(draws) if paired else None
 
@@ -274,23 +278,23 @@ def learned_claim(training: pd.DataFrame, baselines: pd.DataFrame, task: str, le
     if bars.empty or tuned.empty:
         return claim_row("C0", Estimate(np.nan), "no baseline or fine-tuned model to compare",
                          threshold=learned_margin)
-    majority, probe = bars[["majority_accuracy", "frozen_probe_accuracy"]].iloc[0]
-    accuracy = accuracy_estimate(tuned["dev_accuracy"], tuned["n_dev"])
-    margin = accuracy.map(lambda a: margin_over_baselines(a, majority, probe))
+    bar = bars.iloc[0]
+    score = dev_estimate(tuned)
+    margin = score.map(lambda a: margin_over_baselines(a, bar["trivial"], bar["frozen_probe"]))
     return claim_row("C0", margin,
-                     f"dev accuracy {accuracy.value:.3f}{_ci(accuracy)} (mean of {len(tuned)} seeds) vs majority "
-                     f"class {majority:.3f} and frozen pre-trained probe {probe:.3f} (layer "
-                     f"{bars['frozen_probe_layer'].iloc[0]}): {margin.value:+.3f} over the better",
-                     max(majority, probe), accuracy.value, threshold=learned_margin)
+                     f"dev {tuned['metric'].iloc[0]} {score.value:.3f}{_ci(score)} (mean of {len(tuned)} seeds) vs "
+                     f"{bar['trivial_name']} {bar['trivial']:.3f} and {frozen_probe_text(bar)}: {margin.value:+.3f} "
+                     "over the better", np.nanmax([bar["trivial"], bar["frozen_probe"]]), score.value,
+                     threshold=learned_margin)
 
 
 def report_learning(training: pd.DataFrame, baselines: pd.DataFrame, learned_margin: float) -> None:
-    """Log every fine-tuned variant's dev accuracy against its task's baselines; flag those that do not clear them."""
-    for row in training.merge(baselines, on=["model", "task"]).itertuples():
-        margin = margin_over_baselines(row.dev_accuracy, row.majority_accuracy, row.frozen_probe_accuracy)
+    """Log every fine-tuned variant's dev metric against its task's baselines; flag those that do not clear them."""
+    for row in training.merge(baselines, on=["model", "task", "metric"]).itertuples():
+        margin = margin_over_baselines(row.dev_metric, row.trivial, row.frozen_probe)
         flag = "" if margin >= learned_margin else "  <- did not learn the task"
-        print(f"{row.model} {row.variant}: dev accuracy {row.dev_accuracy:.4f}, majority {row.majority_accuracy:.4f}, "
-              f"frozen probe {row.frozen_probe_accuracy:.4f}: {margin:+.4f}{flag}", flush=True)
+        print(f"{row.model} {row.variant}: dev {row.metric} {row.dev_metric:.4f}, {row.trivial_name} "
+              f"{row.trivial:.4f}, {frozen_probe_text(row._asdict())}: {margin:+.4f}{flag}", flush=True)
 
 
 def _before_after(frame, task, measure, representation="token", role=DEV_ROLE, layer="top"):
@@ -405,16 +409,15 @@ def merchant_claims(frame: pd.DataFrame, training: pd.DataFrame, task: str) -> l
     else:
         full = trained[trained["freeze_layers"] == trained["freeze_layers"].min()]
         deepest = frozen[frozen["freeze_layers"] == frozen["freeze_layers"].max()]
-        full_accuracy = accuracy_estimate(full["dev_accuracy"], full["n_dev"])
-        frozen_accuracy = accuracy_estimate(deepest["dev_accuracy"], deepest["n_dev"])
-        rows.append(claim_row("C12", full_accuracy - frozen_accuracy,
-                              f"dev accuracy full {full_accuracy.value:.3f}{_ci(full_accuracy)} vs bottom "
-                              f"{deepest['freeze_layers'].iloc[0]} frozen {frozen_accuracy.value:.3f}"
-                              f"{_ci(frozen_accuracy)}", full_accuracy.value, frozen_accuracy.value))
+        full_score, frozen_score = dev_estimate(full), dev_estimate(deepest)
+        rows.append(claim_row("C12", full_score - frozen_score,
+                              f"dev {full['metric'].iloc[0]} full {full_score.value:.3f}{_ci(full_score)} vs bottom "
+                              f"{deepest['freeze_layers'].iloc[0]} frozen {frozen_score.value:.3f}"
+                              f"{_ci(frozen_score)}", full_score.value, frozen_score.value))
     return rows
 
 
-def phang_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
+def phang_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, task: str) -> list[dict]:
     block = {w: layer_rows(frame, "block_diagonality_linear_cka", DEV_ROLE, task, "cls", w) for w in ("base", "tuned")}
     if block["base"].empty or block["tuned"].empty:
         rows = [claim_row("C13", Estimate(np.nan), "no block-diagonality of the [CLS] CKA matrix")]
@@ -425,22 +428,21 @@ def phang_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.Data
                           f"block-diagonality of the [CLS] CKA matrix {before:.3f} -> {after.value:.3f}{_ci(after)} "
                           f"(per seed: {', '.join(f'{v:.3f}' for v in block['tuned']['value'])})", before, after.value)]
     dropped = layerdrop[(layerdrop["task"] == task) & layerdrop["variant"].map(full_finetuning).astype(bool)]
-    n_dev = training.set_index("variant")["n_dev"]
-    accuracy = {k: accuracy_estimate(part["dev_accuracy"], n_dev.reindex(part["variant"]).fillna(0).astype(int))
-                for k, part in dropped.groupby("layers_dropped")}
-    if 0 not in accuracy or 1 not in accuracy:
-        return rows + [claim_row("C14", Estimate(np.nan), "no layer-drop accuracies")]
-    two = accuracy.get(2, Estimate(np.nan)).value
-    return rows + [claim_row("C14", accuracy[0] - accuracy[1],
-                             f"dev accuracy all layers {accuracy[0].value:.3f}, top 1 dropped {accuracy[1].value:.3f}"
-                             f"{_ci(accuracy[1])}, top 2 dropped {two:.3f}", accuracy[0].value, accuracy[1].value)]
+    score = {k: dev_estimate(part) for k, part in dropped.groupby("layers_dropped")}
+    if 0 not in score or 1 not in score:
+        return rows + [claim_row("C14", Estimate(np.nan), "no layer-drop dev metric")]
+    two = score.get(2, Estimate(np.nan)).value
+    return rows + [claim_row("C14", score[0] - score[1],
+                             f"dev {dropped['metric'].iloc[0]} all layers {score[0].value:.3f}, top 1 dropped "
+                             f"{score[1].value:.3f}{_ci(score[1])}, top 2 dropped {two:.3f}", score[0].value,
+                             score[1].value)]
 
 
 def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
     """The claims C1-C14 (README "The four studies") for one model and task, from its tidy metric rows, layer-drop and
     training tables."""
     return (isotropy_claims(frame, task) + directprobe_claims(frame, task) + merchant_claims(frame, training, task)
-            + phang_claims(frame, layerdrop, training, task))
+            + phang_claims(frame, layerdrop, task))
 
 
 def claims_table(tables: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, baselines: pd.DataFrame,

@@ -10,6 +10,9 @@ from .errors import UserError
 from .tasks import Encoded, TaskKind
 
 
+TEXT_KEYS = ("text", "text_pair")
+
+
 class SequenceClassification(TaskKind):
     auto_model = "AutoModelForSequenceClassification"
 
@@ -37,7 +40,7 @@ class SequenceClassification(TaskKind):
         return label_names, split
 
     def encode(self, tokenizer, split: dict, max_length: int) -> Encoded:
-        texts = [split[key] for key in self.keys]
+        texts = [split[key] for key in TEXT_KEYS if key in split]
         encoded = tokenizer(*texts, truncation=True, max_length=max_length)
         keys = [key for key in encoded.keys() if key != "attention_mask"]
         features = [{key: encoded[key][i] for key in keys} for i in range(len(split["label"]))]
@@ -78,5 +81,5 @@ class SequenceClassification(TaskKind):
                 "labels": [label_names[y] for y in split["label"]]}
 
 
-SINGLE = SequenceClassification("classification", ("text",))
-PAIR = SequenceClassification("pair_classification", ("text", "text_pair"))
+SINGLE = SequenceClassification("classification", TEXT_KEYS[:1])
+PAIR = SequenceClassification("pair_classification", TEXT_KEYS)

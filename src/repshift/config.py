@@ -111,33 +111,45 @@ def check_config(config: dict, schema_path) -> dict:
     return config
 
 
-PAIR_KIND, TOKEN_KIND, CHOICE_KIND = "pair_classification", "token_classification", "multiple_choice"
+SHAPES = {  # what a source's examples are, and the kinds that read them (the first: the one to suggest)
+    "pair": ("pair_classification", "regression"),
+    "tagged": ("token_classification",),
+    "tree": ("dependency_parsing", "token_classification"),
+    "choices": ("multiple_choice",),
+    "questions": ("extractive_qa",),
+    "text": ("classification", "regression"),
+}
+HOLDS = {"pair": "holds sentence pairs (an SNLI file, or a text_pair_column)",
+         "tagged": "holds a tag per word (word/TAG lines, or a tokens_column)",
+         "tree": "holds dependency trees (a .conllu file, or a heads_column)",
+         "choices": "holds candidate answers (a choices_column or choice_columns)",
+         "questions": "holds questions with answers in a context (a SQuAD .json file, or an answers_column)",
+         "text": "holds one text and a label per example"}
 
 
 def _shape(source: dict) -> str:
-    """What a source's examples are: "pair" (two texts), "tagged" (a tag per word), "choices" (a context and its
-    candidate answers) or "text"."""
+    """What a source's examples are: a key of SHAPES."""
     if "choices_column" in source or "choice_columns" in source:
         return "choices"
+    named = Path(source.get("file", source.get("path", "")))
+    if "answers_column" in source or (source["kind"] == "local" and named.suffix == ".json"):
+        return "questions"
     if source["kind"] == "snli" or "text_pair_column" in source:
         return "pair"
-    named = source.get("file", source.get("path", ""))
-    tagged_file = source["kind"] in ("pattern", "local") and Path(named).suffix == ".txt"
+    if "heads_column" in source or (source["kind"] == "local" and named.suffix == ".conllu"):
+        return "tree"
+    tagged_file = source["kind"] in ("pattern", "local") and named.suffix == ".txt"
     return "tagged" if tagged_file or "tokens_column" in source else "text"
 
 
 def _check_task_kind(name: str, entry: dict) -> None:
     """A task's kind must read its source's examples: one line naming the key and the fix otherwise."""
     kind, shape = entry["kind"], _shape(entry["source"])
-    wanted = {"pair": PAIR_KIND, "tagged": TOKEN_KIND, "choices": CHOICE_KIND}.get(shape, "classification")
-    if kind != wanted:
-        what = {"pair": "holds sentence pairs (an SNLI file, or a text_pair_column)",
-                "tagged": "holds a tag per word (word/TAG lines, or a tokens_column)",
-                "choices": "holds candidate answers (a choices_column or choice_columns)",
-                "text": "holds one text and a label per example"}[shape]
-        raise UserError(f"config key tasks.{name}.kind: {kind} does not read tasks.{name}.source, which {what}; "
-                        f"set kind to {wanted}" + (", or name the second text with source.text_pair_column"
-                                                     if kind == PAIR_KIND else ""))
+    if kind not in SHAPES[shape]:
+        pair = kind == SHAPES["pair"][0]
+        raise UserError(f"config key tasks.{name}.kind: {kind} does not read tasks.{name}.source, which "
+                        f"{HOLDS[shape]}; set kind to {' or '.join(SHAPES[shape])}"
+                        + (", or name the second text with source.text_pair_column" if pair else ""))
 
 
 def task_preparation(config: dict, task: str) -> dict:

@@ -28,13 +28,18 @@ PATTERN_POOL = "pool/main/p/python-pattern/"
 class Corpus:
     """Sentences as word lists, with a label per sentence and/or a tag per word; for sentence pairs, each example's
     second sentence in `pairs`; for multiple choice, each example's candidate answers in `choices` (the label is
-    the right one's index)."""
+    the right one's index); for dependency trees, each word's head (1-based, 0: the root) and relation; for
+extractive QA, each question's id, text, context and answers (texts with their character offsets), its words those
+of the question."""
 
     words: list[list[str]]
     labels: list[str] | None = None
     tags: list[list[str]] | None = None
     pairs: list[list[str]] | None = None
     choices: list[list[list[str]]] | None = None
+    heads: list[list[int]] | None = None
+    relations: list[list[str]] | None = None
+    questions: list[dict] | None = None
 
 
 def _deb_members(deb: Path):
@@ -176,6 +181,61 @@ def read_tagged(path) -> Corpus:
     return Corpus(words=words, tags=tags)
 
 
+def check_tree(heads: list[int], where: str) -> None:
+    """A dependency tree: every head names a word of the sentence or the root (0), exactly one word hangs from the
+    root, and following heads from any word reaches the root (no cycle)."""
+    n = len(heads)
+    outside = [i + 1 for i, head in enumerate(heads) if not 0 <= head <= n]
+    if outside:
+        raise UserError(f"{where}: word {outside[0]}'s head {heads[outside[0] - 1]} is not a word of the sentence "
+                        f"(1..{n}) or the root (0)")
+    roots = [i + 1 for i, head in enumerate(heads) if head == 0]
+    if len(roots) != 1:
+        raise UserError(f"{where}: {len(roots)} words hang from the root (head 0); a tree has exactly one")
+    for start in range(1, n + 1):
+        seen, word = set(), start
+        while word != 0:
+            if word in seen:
+                raise UserError(f"{where}: the heads from word {start} run in a cycle through word {word}")
+            seen.add(word)
+            word = heads[word - 1]
+
+
+def read_conllu(path) -> Corpus:
+    """CoNLL-U (Universal Dependencies): a word a line, ten tab-separated columns, sentences split by blank lines;
+    multiword-token ranges (1-2) and empty nodes (8.1) are skipped. Each word's form, UPOS tag, head and relation;
+    each sentence is checked to be a tree (check_tree), an error naming the file and line."""
+    words, tags, heads, relations = [], [], [], []
+    sentence, start = [], 1
+    lines = _read_text(path).split("\n")
+    for number, line in enumerate([*lines, ""], 1):
+        if not line.strip():
+            if sentence:
+                tree = [head for _, _, head, _ in sentence]
+                check_tree(tree, f"{path}:{start}: sentence")
+                words.append([form for form, _, _, _ in sentence])
+                tags.append([upos for _, upos, _, _ in sentence])
+                heads.append(tree)
+                relations.append([relation for _, _, _, relation in sentence])
+            sentence, start = [], number + 1
+            continue
+        if line.startswith("#"):
+            start = start if sentence else number + 1
+            continue
+        fields = line.split("\t")
+        if len(fields) != 10:
+            raise UserError(f"{path}:{number}: a CoNLL-U word line has 10 tab-separated columns, found {len(fields)}")
+        if "-" in fields[0] or "." in fields[0]:
+            continue
+        if not fields[0].isdigit() or int(fields[0]) != len(sentence) + 1 or not fields[6].isdigit():
+            raise UserError(f"{path}:{number}: ID {fields[0]!r} and HEAD {fields[6]!r} must be integers, the IDs "
+                            f"counting 1, 2, ... within a sentence")
+        sentence.append((fields[1], fields[3], int(fields[6]), fields[7].split(":")[0]))
+    if not words:
+        raise UserError(f"{path}: no sentences")
+    return Corpus(words=words, tags=tags, heads=heads, relations=relations)
+
+
 def _words(path, row: int, text, column: str) -> list[str]:
     if text is None or not str(text).strip():
         raise UserError(f"{path}:{row}: empty {column}")
@@ -238,6 +298,8 @@ def read_table(path, source: dict) -> Corpus:
             records.append((row, dict(zip(header, fields))))
     if "choices_column" in source or "choice_columns" in source:
         return read_choices(path, records, source)
+    if "answers_column" in source:
+        return read_questions(path, records, source)
     return read_records(path, records, source.get("text_column", "text"), source.get("label_column", "label"),
                         source.get("text_pair_column"))
 
@@ -290,6 +352,52 @@ def read_choices(path, records, source: dict) -> Corpus:
     return Corpus(words=words, labels=labels, choices=choices)
 
 
+def read_questions(path, records, source: dict) -> Corpus:
+    """Extractive QA from (row, record) pairs as SQuAD v1.1 lays them out on the hub: question, context and answers
+    {text: [...], answer_start: [...]} (columns renamed by source.question_column, context_column and
+    answers_column). Every answer must occur at its offset in the context."""
+    question_column, context_column = source.get("question_column", "question"), source.get("context_column", "context")
+    answers_column = source.get("answers_column", "answers")
+    questions = []
+    for row, record in records:
+        missing = [c for c in (question_column, context_column, answers_column) if c not in record]
+        if missing:
+            raise UserError(f"{path}:{row}: no column {', '.join(missing)}")
+        answers, context = record[answers_column], record[context_column]
+        texts, starts = (answers.get(key) if isinstance(answers, dict) else None for key in ("text", "answer_start"))
+        if not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts) or not texts:
+            raise UserError(f"{path}:{row}: {answers_column} must be {{text: [...], answer_start: [...]}} with one "
+                            "offset per answer text, at least one")
+        for text, start in zip(texts, starts):
+            if not isinstance(start, int) or context[start : start + len(text)] != text:
+                raise UserError(f"{path}:{row}: {answers_column}: answer {text!r} does not occur at character "
+                                f"{start} of its {context_column}")
+        _words(path, row, record[question_column], question_column)
+        questions.append({"id": str(record.get("id", row)), "question": record[question_column],
+                          "context": context, "answers": {"text": texts, "answer_start": starts}})
+    if not questions:
+        raise UserError(f"{path}: no questions")
+    return Corpus(words=[q["question"].split() for q in questions], questions=questions)
+
+
+def read_squad(path) -> Corpus:
+    """A SQuAD v1.1 JSON file: data -> paragraphs -> (context, qas -> (id, question, answers [{text,
+    answer_start}]))."""
+    try:
+        articles = json.loads(_read_text(path))["data"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a SQuAD JSON file (data -> paragraphs -> qas): {type(exc).__name__}") from None
+    records = []
+    for article in articles:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                answers = {"text": [a["text"] for a in qa["answers"]],
+                           "answer_start": [a["answer_start"] for a in qa["answers"]]}
+                records.append((f"question {qa['id']}", {"id": qa["id"], "question": qa["question"],
+                                                         "context": paragraph["context"], "answers": answers}))
+    return read_questions(path, records, {})
+
+
 def read_records(path, records, text_column: str, label_column: str, text_pair_column: str | None = None) -> Corpus:
     """A labeled corpus from (row, record) pairs, each record a mapping of column names to values."""
     columns = (text_column,) if text_pair_column is None else (text_column, text_pair_column)
@@ -320,7 +428,34 @@ def _tagged_dataset(dataset, tokens_column, tags_column, where: str) -> Corpus:
     return Corpus(words=[list(row) for row in dataset[tokens_column]], tags=tags)
 
 
+def _tree_dataset(dataset, source: dict, where: str) -> Corpus:
+    """universal_dependencies as the hub stores it: tokens, heads as strings ("0" the root), relations, UPOS; a
+    multiword token's range, whose head is "None", is skipped as in read_conllu."""
+    columns = [source.get(key, default) for key, default in (("tokens_column", "tokens"), ("heads_column", "head"),
+                                                              ("relations_column", "deprel"))]
+    missing = set(columns) - set(dataset.column_names)
+    if missing:
+        raise UserError(f"{where}: no column {', '.join(sorted(missing))} (has {', '.join(dataset.column_names)})")
+    tagged = _tagged_dataset(dataset, columns[0], source.get("tags_column", "upos"), where)
+    words, tags, heads, relations = [], [], [], []
+    for row, values in enumerate(zip(tagged.words, tagged.tags, dataset[columns[1]], dataset[columns[2]]), 1):
+        kept = [word for word in zip(*values) if str(word[2]) != "None"]
+        bad = [str(head) for _, _, head, _ in kept if not str(head).isdigit()]
+        if bad:
+            raise UserError(f"{where}: row {row}: {columns[1]} {bad[0]!r} is not a word number")
+        heads.append([int(head) for _, _, head, _ in kept])
+        check_tree(heads[-1], f"{where}: row {row}")
+        words.append([word for word, _, _, _ in kept])
+        tags.append([tag for _, tag, _, _ in kept])
+        relations.append([str(relation).split(":")[0] for _, _, _, relation in kept])
+    return Corpus(words=words, tags=tags, heads=heads, relations=relations)
+
+
 def _from_dataset(dataset, source: dict, where: str) -> Corpus:
+    if "answers_column" in source:
+        return read_questions(where, enumerate(dataset, 1), source)
+    if "heads_column" in source:
+        return _tree_dataset(dataset, source, where)
     if "tokens_column" in source:
         return _tagged_dataset(dataset, source["tokens_column"], source.get("tags_column", "upos"), where)
     if "choices_column" in source or "choice_columns" in source:
@@ -358,6 +493,10 @@ def load_source(source: dict, corpora_dir) -> Corpus:
             return _from_dataset(loaded, source, str(path))
         if path.suffix == ".txt":
             return read_tagged(path)
+        if path.suffix == ".conllu":
+            return read_conllu(path)
+        if path.suffix == ".json":
+            return read_squad(path)
         return read_table(path, source)
     return _load_hub(source)
 
@@ -391,20 +530,16 @@ def prepare_task(source: dict, corpora_dir, out, dev_size: int, max_train: int |
     corpus = load_source(source, corpora_dir)
     where = f"task {provenance.get('task', '')} (source {json.dumps(source)})"
     label_names, split = KINDS[kind].prepare(corpus, where)
-    if len(label_names) < 2:
-        raise UserError(f"{where}: only one label ({label_names[0]})")
     order = np.random.default_rng(seed).permutation(len(corpus.words))
     if dev_size >= len(order):
         raise UserError(f"split.dev_size {dev_size} is not smaller than the {len(order)} examples of {where}")
     train_ids = order[dev_size:] if max_train is None else order[dev_size : dev_size + max_train]
     train = split(train_ids)
+    summary = KINDS[kind].label_summary(train, label_names, where)
     write_json(out, {"provenance": provenance, "kind": kind, "label_names": label_names,
                      "dev": split(order[:dev_size]), "train": train})
-    gold = np.concatenate([np.atleast_1d(v) for v in train.get("label", train.get("tags"))])
-    counts = np.bincount(gold, minlength=len(label_names))
     print(f"{where}: {len(order)} examples, seed {seed}: {len(train_ids)} train, {dev_size} dev; {kind} labels "
-          f"(train) {', '.join(f'{name} {count}' for name, count in zip(label_names, counts))}; wrote {out}",
-          flush=True)
+          f"(train) {summary}; wrote {out}", flush=True)
 
 
 def prepare_probe(out, provenance: dict, max_sentences: int | None, seed: int, task_file=None,

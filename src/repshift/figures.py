@@ -13,16 +13,17 @@ import numpy as np
 import pandas as pd
 
 from .catalog import MEASURES, get, named, seed_floor, versus
-from .claims import RSA, accuracy_estimate, full_finetuning, interval, rows_estimate, seed_estimate
+from .claims import RSA, dev_estimate, full_finetuning, interval, rows_estimate, seed_estimate
 from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, is_seed_pair, parse_variant
 from .provenance import atomic_path
+from .tasks import ACCURACY
 
 COLOURS = {"pre-trained": "#4c72b0", "fine-tuned": "#dd8452", "frozen": "#55a868", "control": "#8c8c8c"}
 ROLE_STYLES = {DEV_ROLE: ("-", "o", COLOURS["fine-tuned"]), OUT_OF_DOMAIN: ("--", "s", "#8172b3"),
                TAGGED: (":", "^", COLOURS["frozen"])}
 EXTRA_STYLE = ("-.", "D", "#937860")
 ROLE_LABELS = {DEV_ROLE: "in-domain (dev)", OUT_OF_DOMAIN: "out-of-domain", TAGGED: "tagged"}
-BASELINE_STYLES = {"majority class": ("#222222", (0, (4, 2))), "frozen pre-trained probe": ("#4c72b0", (0, (1, 1.5)))}
+BASELINE_STYLES = {"trivial": ("#222222", (0, (4, 2))), "frozen_probe": ("#4c72b0", (0, (1, 1.5)))}
 LAYER = "layer (0 = embeddings)"
 REPRESENTATIONS = {"token": "tokens", "cls": "[CLS]", "mean": "mean", "word": "words"}
 WIDTH = 9.5
@@ -79,16 +80,21 @@ def undefined_layers(frame: pd.DataFrame) -> str:
 
 
 def baseline_lines(ax, baselines: pd.DataFrame, frozen: bool = True) -> None:
-    """Horizontal lines at the task's majority-class and (with `frozen`) frozen-probe dev accuracy."""
-    if baselines.empty:
+    """Horizontal lines at the task's trivial answer's (the majority class) and (with `frozen`) the frozen probe's dev
+    metric; without `frozen` (a probe's accuracy panel) only a majority-class accuracy, the one comparable bar."""
+    if baselines.empty or not (frozen or baselines["metric"].iloc[0] == ACCURACY):
         return
     row = baselines.iloc[0]
-    values = {"majority class": row["majority_accuracy"]}
-    if frozen:
-        values["frozen pre-trained probe"] = row["frozen_probe_accuracy"]
-    for label, value in values.items():
-        colour, dashes = BASELINE_STYLES[label]
-        ax.axhline(value, color=colour, ls=dashes, lw=1, label=label)
+    lines = {"trivial": row["trivial_name"], **({"frozen_probe": "frozen pre-trained probe"} if frozen else {})}
+    for column, label in lines.items():
+        colour, dashes = BASELINE_STYLES[column]
+        if np.isfinite(row[column]):
+            ax.axhline(row[column], color=colour, ls=dashes, lw=1, label=label)
+
+
+def dev_metric_name(rows: pd.DataFrame) -> str:
+    """The dev metric that training or layer-drop rows report (one per task)."""
+    return rows["metric"].iloc[0] if len(rows) else ACCURACY
 
 
 def log_scale_if_spread(ax, decades: float = 2.0) -> None:
@@ -245,13 +251,14 @@ def probing_figure(tables, training, baselines, dest, title):
                  "held-out accuracy")
     baseline_lines(axes[2], baselines, frozen=False)
     grouped = training.groupby("freeze_layers")
-    accuracy = [accuracy_estimate(part["dev_accuracy"], part["n_dev"]) for _, part in grouped]
     positions = np.arange(grouped.ngroups)
-    bars(axes[3], accuracy, [COLOURS["fine-tuned"]] + [COLOURS["frozen"]] * (grouped.ngroups - 1))
+    bars(axes[3], [dev_estimate(part) for _, part in grouped],
+         [COLOURS["fine-tuned"]] + [COLOURS["frozen"]] * (grouped.ngroups - 1))
     baseline_lines(axes[3], baselines)
+    metric = dev_metric_name(training)
     axes[3].set(xticks=positions, xticklabels=[f"{k}" for k, _ in grouped], ylim=(0, 1),
-                title="Fine-tuned dev accuracy by frozen layers", xlabel="bottom layers frozen",
-                ylabel="dev accuracy (whisker: 95% interval)")
+                title=f"Fine-tuned dev {metric} by frozen layers", xlabel="bottom layers frozen",
+                ylabel=f"dev {metric} (whisker: 95% interval)")
     legend_below(fig, seeds_note(tables))
     fig.suptitle(f"{title}: probing and partial freezing (Merchant et al. 2020)")
     save(fig, dest, "probing")
@@ -342,11 +349,11 @@ def cka_figure(tables, layerdrop, baselines, dev, dest, title):
     axes[2].set(xticks=range(len(scores)), xticklabels=[n for n, _, _ in scores], ylabel="within - between blocks",
                 title="Block-diagonality, blocks of 2+ layers (whisker: 95% interval over seeds)")
     full = layerdrop[layerdrop["variant"].map(full_finetuning)]
-    band(axes[3], full.rename(columns={"layers_dropped": "layer", "dev_accuracy": "value"}),
+    band(axes[3], full.rename(columns={"layers_dropped": "layer", "dev_metric": "value"}),
          "fine-tuned, top layers dropped", COLOURS["fine-tuned"])
     baseline_lines(axes[3], baselines)
-    axes[3].set(title="Top layers dropped, no re-tuning", xlabel="top layers dropped", ylabel="dev accuracy",
-                ylim=(0, 1.02))
+    axes[3].set(title="Top layers dropped, no re-tuning", xlabel="top layers dropped",
+                ylabel=f"dev {dev_metric_name(layerdrop)}", ylim=(0, 1.02))
     legend_below(fig, seeds_note(tables))
     fig.suptitle(f"{title}: layer-by-layer CKA and layer dropping (Phang et al. 2021)")
     save(fig, dest, "cka")

@@ -5,16 +5,18 @@ import os
 import random
 import shutil
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
-from .models import autocast, load_encoder, load_tokenizer, resolve_model, select_device, training_precision
+from .models import autocast, load_tokenizer, resolve_model, select_device, training_precision
 from .progress import progress
 from .provenance import atomic_path, file_sha256, settings_hash, write_json
 from .tables import write_csv
 from .tasks import kind_of
+from .uncertainty import DEV_BOOT, DEV_SEED, metric_replicates, replicates_text, sentence_resamples
 
 
 # one kernel per step instead of one per tensor: 0.11 s -> 0.025 s per MiniLM step on 2 CPU cores
@@ -77,20 +79,48 @@ def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | Non
     return [grouped[i] for i in rng.permutation(len(grouped))]
 
 
-def evaluate(model, tokenizer, kind, encoded, settings, device) -> float:
-    """The kind's dev metric of the model on an encoded split."""
+@dataclass
+class DevScores:
+    """A model's dev metrics (the kind's first deciding) and the deciding one's bootstrap over dev examples."""
+
+    scores: dict
+    replicates: list
+
+    @classmethod
+    def of(cls, kind, predicted: list, gold: list, resamples: list[np.ndarray]) -> "DevScores":
+        """From per-batch predictions and gold answers, and the resamples of the units (dev_resamples)."""
+        predicted, gold = np.concatenate(predicted), np.concatenate(gold)
+        replicates = metric_replicates(kind.dev_metric, predicted, gold, resamples)
+        return cls(kind.scores(predicted, gold), [round(float(r), 6) for r in replicates])
+
+
+def dev_resamples(examples: list) -> list[np.ndarray]:
+    """DEV_BOOT resamples of the dev examples, given each scored unit's example per batch: every model scored on
+    the same dev units draws the same ones, so differences between models (or depths) are paired."""
+    return sentence_resamples(np.concatenate(examples), DEV_BOOT, DEV_SEED)
+
+
+def evaluate(model, tokenizer, kind, encoded, settings, device) -> DevScores:
+    """The kind's dev metrics of the model on an encoded split."""
     import torch
 
+    kind = kind.bind(encoded)
     model.eval()
-    predicted, gold = [], []
+    predicted, gold, examples, seen = [], [], [], 0
     with torch.inference_mode(), autocast(device):
         for rows in batches(encoded.lengths, settings["eval_batch_size"], None):
             batch = kind.collate(tokenizer, encoded, rows, device)
             labels = batch.pop("labels").cpu().numpy()
             predicted.append(kind.predicted(model(**batch).logits.float().cpu().numpy(), labels))
             gold.append(kind.gold(labels))
+            examples.append(kind.unit_examples(labels) + seen)
+            seen += len(rows)
     model.train()
-    return kind.dev_metric(np.concatenate(predicted), np.concatenate(gold))
+    return DevScores.of(kind, predicted, gold, dev_resamples(examples))
+
+
+def _scores(evaluation: dict) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in evaluation["scores"].items())
 
 
 CHECKPOINT_DIR = ".checkpoint"
@@ -134,24 +164,25 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
 def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, threads: int, provenance: dict):
     """Fine-tune `model_spec` on the task in `task_file`; write weights, tokenizer and train_metrics.json.
 
-    Training runs up to `epochs` epochs and stops early once dev accuracy has not risen for `patience` epochs (None:
-    never); the weights saved are those of the best dev epoch. Every `checkpoint_every` steps the training state goes
-    to `out_dir/.checkpoint/`; a rerun with the same settings, data, model and code resumes from it and ends with the
-    weights of an uninterrupted run.
+    Training runs up to `epochs` epochs and stops early once the kind's deciding dev metric has not risen for
+    `patience` epochs (None: never); the weights saved are those of the best dev epoch, with that epoch's metric
+    resampled over dev examples. Every `checkpoint_every` steps the training state goes to `out_dir/.checkpoint/`; a
+    rerun with the same settings, data, model and code resumes from it and ends with the weights of an uninterrupted
+    run.
     """
     import torch
     from transformers import get_linear_schedule_with_warmup
 
     task = json.loads(Path(task_file).read_text())
     kind = kind_of(task)
+    metric = kind.metrics[0]
     resolved = resolve_model(model_spec["id"], model_spec.get("revision"))
     seed_everything(seed)
     device = select_device(threads)
     settings = {**settings, "precision": training_precision(device, settings["precision"])}
     print(f"training steps in {settings['precision']} on {device.type}", flush=True)
     tokenizer = load_tokenizer(resolved.path)
-    model = load_encoder(resolved.path, model_spec.get("trust_remote_code", False), kind.auto_model,
-                         len(task["label_names"]))
+    model = kind.load_model(resolved.path, model_spec.get("trust_remote_code", False), len(task["label_names"]))
     model.config.id2label = dict(enumerate(task["label_names"]))
     model.config.label2id = {name: i for i, name in enumerate(task["label_names"])}
     freeze_bottom(model, settings["freeze_layers"])
@@ -171,7 +202,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
     out_dir = Path(out_dir)
     checkpoint = out_dir / CHECKPOINT_DIR / "state.pt"
     fingerprint = checkpoint_fingerprint(settings, seed, task_file, resolved.weights_sha256, provenance)
-    first_epoch, losses, dev_accuracy, best, started = 0, [], [], None, time.time()
+    first_epoch, losses, evaluations, best, started = 0, [], [], None, time.time()
     if (state := load_checkpoint(checkpoint, fingerprint)) is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -180,7 +211,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         rng.bit_generator.state = state["epoch_rng"]
-        first_epoch, losses, dev_accuracy, best = state["epoch"], state["losses"], state["dev_accuracy"], state["best"]
+        first_epoch, losses, evaluations, best = state["epoch"], state["losses"], state["evaluations"], state["best"]
         print(f"resuming from the checkpoint at step {len(losses)} of {steps}", flush=True)
     with progress(total=steps, initial=len(losses), desc=f"finetune {task['provenance']['task']} seed {seed}",
               mininterval=5) as bar:
@@ -200,23 +231,25 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
                 losses.append(round(loss.item(), 6))
                 if len(losses) % settings["checkpoint_every"] == 0:
                     save_checkpoint(checkpoint, fingerprint, model, optimizer, schedule, {
-                        "epoch": epoch, "epoch_rng": epoch_rng, "losses": losses, "dev_accuracy": dev_accuracy,
+                        "epoch": epoch, "epoch_rng": epoch_rng, "losses": losses, "evaluations": evaluations,
                         "best": best})
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
                 bar.update()
-            dev_accuracy.append(evaluate(model, tokenizer, kind, dev, settings, device))
-            best_epoch = int(np.argmax(dev_accuracy))
+            evaluations.append(asdict(evaluate(model, tokenizer, kind, dev, settings, device)))
+            dev_metric = [evaluation["scores"][metric] for evaluation in evaluations]
+            best_epoch = int(np.argmax(dev_metric))
             if best_epoch == epoch:
                 best = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
-            print(f"epoch {epoch + 1}: dev accuracy {dev_accuracy[-1]:.4f} (best {dev_accuracy[best_epoch]:.4f}, "
+            print(f"epoch {epoch + 1}: dev {_scores(evaluations[-1])} (best {metric} {dev_metric[best_epoch]:.4f}, "
                   f"epoch {best_epoch + 1})", flush=True)
             if settings["patience"] is not None and epoch - best_epoch >= settings["patience"]:
                 print(f"stopped early: no dev improvement in {settings['patience']} epochs", flush=True)
                 break
-    best_epoch = int(np.argmax(dev_accuracy))
+    dev_metric = [evaluation["scores"][metric] for evaluation in evaluations]
+    best_epoch = int(np.argmax(dev_metric))
     model.load_state_dict(best)
-    print(f"kept the weights of epoch {best_epoch + 1} of {len(dev_accuracy)}: dev accuracy "
-          f"{dev_accuracy[best_epoch]:.4f}", flush=True)
+    print(f"kept the weights of epoch {best_epoch + 1} of {len(dev_metric)}: dev {_scores(evaluations[best_epoch])}",
+          flush=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".staging-{os.getpid()}"
@@ -230,7 +263,10 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
                        "base_weights_sha256": resolved.weights_sha256, "seed": seed, "settings": settings,
                        "device": device.type},
         "loss": losses,
-        "dev_accuracy": dev_accuracy,
+        "metric": metric,
+        "dev_metric": dev_metric,
+        "dev_scores": [evaluation["scores"] for evaluation in evaluations],
+        "dev_replicates": evaluations[best_epoch]["replicates"],
         "best_epoch": best_epoch + 1,
         "kind": kind.name,
         "n_train": len(train.features),
@@ -251,11 +287,12 @@ def layer_drop(model_dir, task_file, out, settings: dict, threads: int, provenan
     kind = kind_of(task)
     device = select_device(threads)
     tokenizer = load_tokenizer(model_dir)
-    model = load_encoder(model_dir, head=kind.auto_model, labels=len(task["label_names"])).to(device).eval()
+    model = kind.load_model(model_dir, labels=len(task["label_names"])).to(device).eval()
     head = kind.depth_head(model, Path(model_dir) / "model.safetensors")
     n_blocks = model.config.num_hidden_layers
     dev = kind.encode(tokenizer, task["dev"], settings["max_length"])
-    predicted, gold = [[] for _ in range(n_blocks)], []
+    kind = kind.bind(dev)
+    predicted, gold, examples, seen = [[] for _ in range(n_blocks)], [], [], 0
     with torch.inference_mode(), autocast(device):
         for rows in batches(dev.lengths, settings["eval_batch_size"], None):
             batch = kind.collate(tokenizer, dev, rows, device)
@@ -264,9 +301,13 @@ def layer_drop(model_dir, task_file, out, settings: dict, threads: int, provenan
             for dropped in range(n_blocks):
                 predicted[dropped].append(kind.predicted(head(states[n_blocks - dropped], batch), labels))
             gold.append(kind.gold(labels))
-    gold = np.concatenate(gold)
-    rows = [{"layers_dropped": dropped, "layers_kept": n_blocks - dropped,
-             "dev_accuracy": kind.dev_metric(np.concatenate(predicted[dropped]), gold)} for dropped in range(n_blocks)]
-    for row in rows:
-        print(f"top {row['layers_dropped']} layers dropped: dev accuracy {row['dev_accuracy']:.4f}", flush=True)
+            examples.append(kind.unit_examples(labels) + seen)
+            seen += len(rows)
+    rows, resamples = [], dev_resamples(examples)
+    for dropped in range(n_blocks):
+        scored = DevScores.of(kind, predicted[dropped], gold, resamples)
+        rows.append({"layers_dropped": dropped, "layers_kept": n_blocks - dropped, "metric": kind.metrics[0],
+                     "dev_metric": scored.scores[kind.metrics[0]],
+                     "replicates": replicates_text(scored.replicates)})
+        print(f"top {dropped} layers dropped: dev {_scores(asdict(scored))}", flush=True)
     write_csv(pd.DataFrame(rows).assign(**provenance), out)

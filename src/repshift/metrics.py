@@ -12,7 +12,7 @@ from .errors import UserError
 from .heads import load_head
 from .provenance import file_sha256
 from .tables import write_csv
-from .uncertainty import percentile_interval, sentence_resamples
+from .uncertainty import percentile_interval, replicates_text, sentence_resamples
 
 COLUMNS = ["model", "variant", "task", "seed", "probe", "probe_role", "representation", "layer", "layer_b", "measure",
            "value", "ci_low", "ci_high", "n_boot", "replicates", "model_id", "weights_sha256", "code_version"]
@@ -167,7 +167,7 @@ def _estimate(measure, layer: int, n_layers: int, where: str, compute, arrays: t
 def _with_interval(value: float, replicates, n_boot: int) -> dict:
     low, high = percentile_interval(replicates)
     return {"value": value, "ci_low": low, "ci_high": high, "n_boot": n_boot,
-            "replicates": " ".join(f"{r:.6g}" for r in replicates)}
+            "replicates": replicates_text(replicates)}
 
 
 def _scored(scores, groups: np.ndarray, shared: dict):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .catalog import MEASURES, SEED_FLOOR, VERSUS, seed_floor, versus
@@ -86,8 +87,8 @@ def snapshot(root: Path, dest: Path) -> None:
     shutil.copyfile(results / "tables/claims.csv", dest / "claims.csv")
     training = read_training(sorted(results.glob("models/*/*/train_metrics.json")))
     baselines = read_baselines(sorted(results.glob("baselines/*/*.json")))
-    write_csv(training.merge(baselines, on=["model", "task"], how="left").sort_values(["model", "task", "variant"]),
-              dest / "learning.csv")
+    learning = training.drop(columns="replicates").merge(baselines, on=["model", "task", "metric"], how="left")
+    write_csv(learning.sort_values(["model", "task", "variant"]), dest / "learning.csv")
     table = read_tables([results / "tables/metrics.csv"])
     top = table[(table["representation"] == "token") & table["layer_b"].isna()
                 & table["measure"].isin(compared_names())
@@ -139,15 +140,16 @@ def sections(dest: Path, snapshot: Snapshot = SNAPSHOTS[0]) -> dict[str, str]:
     rows = []
     for (model, task), part in learning.groupby(["model", "task"], sort=False):
         for frozen, variants in part.groupby("freeze_layers"):
-            accuracies = ", ".join(f"{a:.3f}" for a in variants["dev_accuracy"])
+            scores = ", ".join(f"{a:.3f}" for a in variants["dev_metric"])
+            first = variants.iloc[0]
             rows.append([f"{model} / {task}", "full" if frozen == 0 else f"bottom {frozen} frozen",
-                         f"{variants['dev_accuracy'].mean():.3f} ({accuracies})",
+                         f"{first['metric']} {variants['dev_metric'].mean():.3f} ({scores})",
                          ", ".join(f"{b} of {n}" for b, n in zip(variants["best_epoch"], variants["epochs_run"])),
-                         f"{variants['majority_accuracy'].iloc[0]:.3f}",
-                         f"{variants['frozen_probe_accuracy'].iloc[0]:.3f} (layer "
-                         f"{variants['frozen_probe_layer'].iloc[0]:.0f})"])
-    learned = _table(["model / task", "fine-tuning", "dev accuracy, mean (seeds)", "best epoch of those run (seeds)",
-                      "majority class", "frozen pre-trained probe"], rows)
+                         f"{first['trivial']:.3f} ({first['trivial_name']})",
+                         f"{first['frozen_probe']:.3f} (layer {first['frozen_probe_layer']:.0f})"
+                         if np.isfinite(first["frozen_probe"]) else "not defined for this kind"])
+    learned = _table(["model / task", "fine-tuning", "dev metric, mean (seeds)", "best epoch of those run (seeds)",
+                      "trivial answer", "frozen pre-trained probe"], rows)
     columns = list(claims.groupby(["model", "task"], sort=False).groups)
     cells = {(row.claim, row.model, row.task): verdict_cell(row) for row in claims.itertuples()}
     claims_block = _table(["claim", "threshold", *(f"{m} / {t}" for m, t in columns)], [

@@ -9,11 +9,16 @@ What a kind says:
 - gold(labels) and predicted(logits, labels): the answers its dev metric compares, one per scored unit (an
   example's class; a word's tag, read at its first piece);
 - units(hidden, batch, special_ids): one layer's vectors of those units (a frozen probe's features);
+- load_model(path, ...): the encoder with its task head (a transformers Auto class, or the kind's own);
 - encoder_inputs(batch): the batch as the bare encoder reads it (multiple choice: one row per choice);
+- bind(encoded): the kind as it scores that split (extractive QA reads contexts and answers);
 - depth_head(model, weights): head(hidden, batch), the task head read on any layer's hidden states, for dropping
   the top layers;
 - probe(split, label_names): the dev split as probing sentences (words, and pairs, labels or tags), extracted as
-  fine-tuned.
+  fine-tuned;
+- metrics and scores(predicted, gold): the dev metrics it reports, the first deciding (best epoch, baselines,
+  claims); unit_examples(labels): the example of each scored unit, which the bootstrap resamples whole;
+- trivial(train_gold, dev_gold) and frozen_probe(...): the bars a fine-tuned model must clear (baselines.py).
 """
 
 from __future__ import annotations
@@ -23,19 +28,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import UserError
+
+ACCURACY = "accuracy"
 IGNORED = -100  # the label transformers' losses skip (special tokens, a word's later pieces, padding)
 
 
 @dataclass
 class Encoded:
     """A split encoded for one model: each example's tokenizer features (input_ids, and token_type_ids where the
-    model has them), its target (a class, or a label per piece), its length in pieces, and how many examples
-    max_length cut short."""
+    model has them), its target (a class, or a label per piece), its length in pieces, how many examples
+    max_length cut short, and what scoring needs beyond the labels (extractive QA: contexts, answers, offsets)."""
 
     features: list[dict]
     targets: list
     lengths: np.ndarray
     truncated: int
+    reference: list | None = None
 
 
 class TaskKind(ABC):
@@ -44,6 +53,16 @@ class TaskKind(ABC):
 
     name: str
     auto_model: str
+    metrics: tuple[str, ...] = (ACCURACY,)
+    trivial_name = "majority class"
+    frozen_probe_reason: str | None = None  # why a kind has no frozen probe (baselines.py)
+
+    def load_model(self, path, trust_remote_code: bool = False, labels: int | None = None):
+        """The encoder at `path` with this kind's head (`auto_model`, a transformers Auto class) of `labels`
+        outputs."""
+        from .models import load_encoder
+
+        return load_encoder(path, trust_remote_code, self.auto_model, labels)
 
     @abstractmethod
     def prepare(self, corpus, where: str): ...
@@ -69,18 +88,53 @@ class TaskKind(ABC):
     def encoder_inputs(self, batch: dict) -> dict:
         return batch
 
+    def bind(self, encoded: Encoded) -> "TaskKind":
+        """The kind as it scores `encoded` (gold, predicted, scores): itself, unless scoring reads the examples'
+        text (extractive QA)."""
+        return self
+
     @abstractmethod
     def probe(self, split: dict, label_names: list[str]) -> dict: ...
 
-    def dev_metric(self, predicted: np.ndarray, gold: np.ndarray) -> float:
+    def scores(self, predicted: np.ndarray, gold: np.ndarray) -> dict[str, float]:
         """Accuracy: the share of scored units predicted right."""
-        return float(np.mean(predicted == gold)) if len(gold) else float("nan")
+        return {ACCURACY: float(np.mean(predicted == gold)) if len(gold) else float("nan")}
+
+    def dev_metric(self, predicted: np.ndarray, gold: np.ndarray) -> float:
+        return self.scores(predicted, gold)[self.metrics[0]]
+
+    def unit_examples(self, labels: np.ndarray) -> np.ndarray:
+        """The row of `labels` (the example in its batch) of each unit gold(labels) returns: one unit per example."""
+        return np.arange(len(labels))
+
+    def label_summary(self, train: dict, label_names: list[str], where: str) -> str:
+        """The training split's count per label, for the log; fewer than two labels is refused."""
+        if len(label_names) < 2:
+            raise UserError(f"{where}: only one label ({label_names[0]})")
+        gold = np.concatenate([np.atleast_1d(v) for v in train.get("label", train.get("tags"))])
+        counts = np.bincount(gold, minlength=len(label_names))
+        return ", ".join(f"{name} {count}" for name, count in zip(label_names, counts))
+
+    def trivial(self, train_gold: np.ndarray, dev_gold: np.ndarray) -> float:
+        """The dev metric of always giving the training split's most frequent answer."""
+        values, counts = np.unique(np.asarray(train_gold), return_counts=True)
+        return self.dev_metric(np.full(len(dev_gold), values[counts.argmax()]), np.asarray(dev_gold))
+
+    def frozen_probe(self, X_train, y_train, X_dev, y_dev, settings: dict) -> float:
+        """The dev metric of a linear probe (probing.linear_probe_predict) fit on frozen units."""
+        from .probing import linear_probe_predict
+
+        predicted = linear_probe_predict(X_train, y_train, X_dev, l2=settings["probe_l2"], seed=settings["seed"],
+                                         max_iter=settings["probe_iterations"])
+        return self.dev_metric(predicted, np.asarray(y_dev))
 
 
 def _kinds() -> dict[str, TaskKind]:
-    from . import classification, multiple_choice, token_classification
+    from . import (classification, dependency_parsing, extractive_qa, multiple_choice, regression,
+                   token_classification)
 
-    return {kind.name: kind for kind in (classification.SINGLE, classification.PAIR, token_classification.KIND,
+    return {kind.name: kind for kind in (classification.SINGLE, classification.PAIR, regression.KIND,
+                                         token_classification.KIND, dependency_parsing.KIND, extractive_qa.KIND,
                                          multiple_choice.KIND)}
 
 

@@ -57,6 +57,9 @@ class TokenClassification(TaskKind):
     def predicted(self, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return logits.argmax(-1)[labels != IGNORED]
 
+    def unit_examples(self, labels: np.ndarray) -> np.ndarray:
+        return np.nonzero(labels != IGNORED)[0]
+
     def units(self, hidden, batch, special_ids) -> np.ndarray:
         """Each word's first-piece vector, in the order gold() reads them."""
         return hidden[batch["labels"] != IGNORED].float().cpu().numpy()

@@ -8,6 +8,7 @@ difference between them is bootstrapped pairwise.
 import numpy as np
 
 LEVEL = 0.95
+DEV_BOOT, DEV_SEED = 2000, 0  # resamples of a dev metric's examples (fine-tuning, layer drop)
 
 
 def sentence_resamples(groups: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
@@ -41,3 +42,19 @@ def seed_replicates(per_seed: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     columns = np.arange(n_boot) % available
     drawn = rng.integers(0, n_seeds, size=(n_boot, n_seeds)) if n_seeds > 1 else np.zeros((n_boot, 1), int)
     return per_seed[drawn, columns[:, None]].mean(axis=1)
+
+
+def metric_replicates(metric, predicted: np.ndarray, gold: np.ndarray, resamples: list[np.ndarray]) -> np.ndarray:
+    """metric(predicted, gold) on each resample of the units (sentence_resamples of their examples: an example's
+    units, e.g. a sentence's words, move together)."""
+    return np.array([metric(predicted[rows], gold[rows]) for rows in resamples])
+
+
+def replicates_text(replicates) -> str:
+    """Replicates as a table cell: space-separated, 6 significant digits."""
+    return " ".join(f"{r:.6g}" for r in replicates)
+
+
+def replicates_from_text(text) -> np.ndarray | None:
+    """A table cell's replicates; None where the cell holds none."""
+    return np.array(text.split(), dtype=np.float64) if isinstance(text, str) and text else None
