@@ -45,6 +45,26 @@ def test_paper_dry_run_through_slurm_profile_shows_requests(tmp_path):
     assert "slurm_partition=" in out
 
 
+PAPERS = {"merchant2020": (1, 3, 3, 2), "phang2021": (3, 10, 3, 0), "zhou2022": (5, 3, 3, 0),
+          "rajaee2021": (1, 3, 3, 0)}  # models, tasks, seeds, partial-freezing variants
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("paper", sorted(PAPERS))
+def test_each_paper_config_builds_its_dag_locally_and_through_slurm(tmp_path, paper):
+    """A fine-tune per model, task, seed and freezing variant, and a figure set per model and task; through the
+    SLURM profile the GPU rules ask for a GPU."""
+    config = f"configs/{paper}.yaml"
+    models, tasks, seeds, frozen = PAPERS[paper]
+    counts = job_counts(dry_run(tmp_path, "--cores", "8", "--workflow-profile", "none", config=config))
+    assert counts["finetune"] == models * tasks * seeds * (1 + frozen)
+    assert counts["figures"] == models * tasks and counts["claims"] == 1
+    (tmp_path / "slurm").mkdir()
+    out = dry_run(tmp_path / "slurm", "--workflow-profile", str(REPO / "profiles/slurm"), config=config)
+    finetune = out[out.index("rule finetune:"):]
+    assert "gpu=1" in finetune[: finetune.index("\n\n")] and "slurm_partition=" in out
+
+
 @pytest.mark.workflow
 def test_offline_base_assembles_mpnet_once_before_everything_that_loads_it(tmp_path):
     out = dry_run(tmp_path, "--cores", "2", "--workflow-profile", "none", config="configs/offline-base.yaml")
