@@ -15,7 +15,8 @@ how far the values differ) and writes the same rows as CSV. Sections:
   layerdrop   finetune.layer_drop (one forward pass for every depth) vs the truncation loop, one pass per depth
   replicates  a bootstrap replicate of I(W), Pearson RSA and linear CKA read with row weights (each drawn row once,
               with its count) vs on the resampled copy, as metrics ran them before
-  finetune    a MiniLM training step with finetune's fused AdamW vs the per-tensor AdamW it replaced
+  finetune    a MiniLM training step with finetune's fused AdamW vs the per-tensor AdamW it replaced; two 1-thread
+              training processes side by side vs one of 2 threads
   store       extract.dtype float16 vs float32 on real sentences (MiniLM and a copy fine-tuned for a few steps on
               them): file size, extraction speed, metrics time, and every measure's change (value and interval)
   directprobe DirectProbe on MiniLM word vectors of WSJ words (POS tags at layer 0 and the top layer, and two labels
@@ -702,10 +703,50 @@ def isotropy_family_replicates(sizes: Sizes, X: np.ndarray) -> dict:
                ", ".join(m.name for m in family) + "; top layer of the stored tokens, random frequencies")
 
 
+def train_child(threads: str, steps: str) -> None:
+    """Run in a subprocess (torch's thread count is per process): seconds per MiniLM training step at `threads`."""
+    import torch
+
+    from repshift.models import autocast, load_encoder, resolve_model, training_precision
+
+    torch.set_num_threads(int(threads))
+    cpu = torch.device("cpu")
+    model = load_encoder(resolve_model(MODEL_ID).path, head=SEQUENCE_HEAD, labels=2).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+    batch, labels = torch.randint(1000, 20000, (32, 30)), torch.randint(0, 2, (32,))
+    start = None
+    for step in range(int(steps) + 2):
+        start = time.perf_counter() if step == 2 else start
+        with autocast(cpu, training_precision(cpu, "auto")):
+            loss = model(input_ids=batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    print(json.dumps({"seconds_per_step": (time.perf_counter() - start) / int(steps)}))
+
+
+def thread_split(sizes: Sizes) -> dict:
+    """Training throughput of two fine-tunes side by side at 1 thread each against one at 2 threads (the two ways a
+    2-core `snakemake --cores 2` can spend its cores on fine-tuning jobs)."""
+    def children(threads: int, count: int) -> list[float]:
+        command = [sys.executable, __file__, "--train-child", str(threads), str(sizes.train_steps)]
+        running = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(count)]
+        return [json.loads(child.communicate()[0].strip().splitlines()[-1])["seconds_per_step"] for child in running]
+
+    (alone,) = children(2, 1)
+    side_by_side = children(1, 2)
+    ours, ref = sum(1 / s for s in side_by_side), 1 / alone
+    return row("finetune", "MiniLM training throughput: two processes of 1 thread side by side vs one of 2 threads",
+               f"batch 32 x 30, {sizes.train_steps} steps", ours, ref, "steps/s", ours / ref, "", "", None, None,
+               f"s/step: {alone:.3f} alone at 2 threads, {side_by_side[0]:.3f} and {side_by_side[1]:.3f} side by "
+               "side at 1; why config.yaml gives finetune and extract 1 thread")
+
+
 def bench_finetune(sizes: Sizes) -> list[dict]:
     """MiniLM training steps (batch 32 x 30 pieces) from the same start: finetune's fused AdamW against the per-tensor
-    AdamW (the weights after the same steps agree to float32 rounding), and steps under the bfloat16 autocast that
-    finetune.precision "auto" picks on this CPU against float32."""
+    AdamW (the weights after the same steps agree to float32 rounding), steps under the bfloat16 autocast that
+    finetune.precision "auto" picks on this CPU against float32, and two 1-thread processes against one of 2 threads
+    (thread_split)."""
     import torch
 
     from repshift.finetune import FUSED_ADAMW
@@ -746,7 +787,8 @@ def bench_finetune(sizes: Sizes) -> list[dict]:
                 "dropout on, same seed; diff: every weight after the steps"),
             row("finetune", f"MiniLM training step: {precision} autocast (precision auto) vs float32, fused AdamW",
                 size, low_t, ours_t, "s/step", ours_t / low_t, "", "", *differences(low, ours),
-                "diff: every weight after the steps (bfloat16 matmuls: not a rounding-level match)")]
+                "diff: every weight after the steps (bfloat16 matmuls: not a rounding-level match)"),
+            thread_split(sizes)]
 
 
 # the issue's "CKA, RSA and isotropy": the measures whose float16 change has a target (below 1e-3 absolute)
@@ -1493,12 +1535,16 @@ def main(argv=None) -> int:
     parser.add_argument("--strict", action="store_true", help="stop at the first failing section")
     parser.add_argument("--memory-child", nargs=3, metavar=("FILE", "PART", "SETTINGS"), help=argparse.SUPPRESS)
     parser.add_argument("--streaming-child", nargs=3, metavar=("FILE", "MODE", "SETTINGS"), help=argparse.SUPPRESS)
+    parser.add_argument("--train-child", nargs=2, metavar=("THREADS", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(*args.memory_child)
         return 0
     if args.streaming_child:
         streaming_child(*args.streaming_child)
+        return 0
+    if args.train_child:
+        train_child(*args.train_child)
         return 0
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)

@@ -185,8 +185,7 @@ def tiny_config(model_dir: Path, files: dict) -> dict:
         "metrics": {"max_tokens": 300, "layer_by_layer": [
             "linear_cka", "debiased_cka", "minibatch_cka", "rbf_cka", "rsa_spearman", "svcca", "procrustes",
             "angular_shape", "mutual_knn", "cknna", "jaccard_knn"]},
-        "measures": {"average_cosine": {"pairs": 500}, "average_cosine_standardized": {"pairs": 500},
-                     "rogue_top1_share": {"pairs": 500}, "directprobe": {"max_points": 40},
+        "measures": {"directprobe": {"max_points": 40},
                      "cluster_purity_pos": {"clusters": 3},
                      "task_probe_accuracy_cluster_pcs_removed": {"clusters": 3, "remove": 2},
                      "task_probe_accuracy_top_pcs_removed": {"remove": 2}, "rsa_pearson": {"max_rows": 100},

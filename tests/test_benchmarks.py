@@ -22,7 +22,7 @@ pytest.importorskip("IsoScore")
 import run  # noqa: E402  (benchmarks/run.py)
 
 EXPECTED = {"extraction": 6, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "layerdrop": 1, "replicates": 5,
-            "finetune": 2, "directprobe": 6, "memory": 3, "streaming": 11, "workflow": 3}
+            "finetune": 3, "directprobe": 6, "memory": 3, "streaming": 11, "workflow": 3}
 STORE_ROWS = 3  # then one row per measure of the tables
 
 

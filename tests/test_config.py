@@ -77,7 +77,8 @@ def test_variants_and_probe_sets():
 
 def test_resources_layer_defaults_and_rule_entries():
     config = check(default_config())
-    assert rc.rule_resources(config, "finetune")["threads"] == 64
+    assert rc.rule_resources(config, "finetune")["threads"] == 1, "config.yaml's entry"
+    assert rc.rule_resources(config, "baseline")["threads"] == 64, "a heavy rule takes every core by default"
     assert rc.rule_resources(config, "metrics") == rc.RESOURCE_DEFAULTS
 
 

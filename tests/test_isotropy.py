@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 from scipy.stats import rankdata
+from sklearn.metrics.pairwise import cosine_similarity
 
 from repshift import isotropy
 
@@ -115,10 +116,13 @@ def test_average_cosine_common_mean_versus_centred():
     assert isotropy.average_cosine(X + 20.0 * rng.standard_normal(30)) > 0.9
 
 
-def test_average_cosine_uses_distinct_rows():
-    X = _rng().standard_normal((2, 5))
+def test_average_cosine_is_the_mean_over_every_pair_of_distinct_rows():
+    """scikit-learn's cosine_similarity matrix is the reference: the mean of its off-diagonal entries."""
+    X = _rng().standard_normal((40, 5)) + 0.5
+    similarities = cosine_similarity(X)
+    assert isotropy.average_cosine(X) == pytest.approx(similarities[~np.eye(40, dtype=bool)].mean(), rel=1e-12)
     cosine = X[0] @ X[1] / np.linalg.norm(X[0]) / np.linalg.norm(X[1])
-    assert isotropy.average_cosine(X, n_pairs=50) == pytest.approx(cosine, rel=1e-12)
+    assert isotropy.average_cosine(X[:2]) == pytest.approx(cosine, rel=1e-12)
 
 
 def test_explained_variance_ratio_recovers_a_constructed_spectrum():
@@ -287,6 +291,10 @@ WEIGHTED = {
     "pcs_for_variance": lambda X, weights=None: isotropy.pcs_for_variance(X, 0.8, weights),
     "frequency_pc_correlation": lambda X, weights=None: isotropy.frequency_pc_correlation(
         X, np.arange(len(X)) % 7, 3, weights),
+    "average_cosine": isotropy.average_cosine,
+    "average_cosine_standardized": lambda X, weights=None: isotropy.average_cosine(isotropy.standardize(X, weights),
+                                                                                   weights),
+    "rogue_shares": lambda X, weights=None: isotropy.rogue_dimensions(X, 3, weights)[1],
 }
 
 

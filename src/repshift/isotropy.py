@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
-from scipy.sparse import coo_matrix
 from sklearn.cluster import KMeans
 from sklearn.metrics.cluster import contingency_matrix
 
@@ -18,14 +17,17 @@ _KMEANS_N_INIT = 10
 
 
 def _check_points(X: np.ndarray) -> np.ndarray:
-    """Return X as a float64 (n, d) array.
+    """Return X as a float64 (n, d) array (checked once per array inside sharing_decompositions()).
     Raise ValueError unless X is two-dimensional, has at least 2 rows and 1 column, and is all finite."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
-        raise ValueError(f"X must be a 2-D (n, d) array with n >= 2 and d >= 1, got shape {X.shape}.")
-    if not np.isfinite(X).all():
-        raise ValueError("X contains NaN or infinite values.")
-    return X
+    def compute():
+        points = np.asarray(X, dtype=np.float64)
+        if points.ndim != 2 or points.shape[0] < 2 or points.shape[1] < 1:
+            raise ValueError(f"X must be a 2-D (n, d) array with n >= 2 and d >= 1, got shape {points.shape}.")
+        if not np.isfinite(points).all():
+            raise ValueError("X contains NaN or infinite values.")
+        return points
+
+    return _once("points", (X,), compute)
 
 
 def _check_count(name: str, value: int, low: int, high: float) -> int:
@@ -55,8 +57,8 @@ _ON = "on"
 
 @contextlib.contextmanager
 def sharing_decompositions():
-    """Inside the block, a scatter matrix and its decomposition (_scatter, _pca) or a pair sample
-    (_cosine_contributions) is computed once for consecutive calls on the same array objects: the measures of one
+    """Inside the block, a check of the points, a scatter matrix and its decomposition (_scatter, _pca) or the
+    cosine contributions are computed once for consecutive calls on the same array objects: the measures of one
     bootstrap replicate read one resampled copy, or one set of drawn rows with one array of their counts
     (metrics._settle). Arrays must not change inside the block."""
     _SHARED[_ON] = True
@@ -117,24 +119,18 @@ def _kmeans(X: np.ndarray, n_clusters: int, seed: int, n_init: int = _KMEANS_N_I
     return KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(X)
 
 
-def _cosine_contributions(X: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
-    """Per-coordinate contribution to the mean cosine of random pairs of distinct rows.
-    CC_i = mean over pairs (u, v) of u_i v_i / (|u| |v|); sum_i CC_i is the average cosine."""
-    n_pairs = _check_count("n_pairs", n_pairs, 1, np.inf)
-
+def _cosine_contributions(X: np.ndarray, weights=None) -> np.ndarray:
+    """Per-coordinate contribution to the mean cosine over all pairs of distinct rows (rows repeated `weights` times).
+    CC_i = ((sum_j w_j u_ji)^2 - sum_j w_j u_ji^2) / (N (N - 1)), u_j = x_j / |x_j|, N = sum_j w_j."""
     def compute():
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         if (norms == 0).any():
             raise ValueError("X has an all-zero row, whose cosine similarity is undefined.")
-        rng = np.random.default_rng(seed)
-        first = rng.integers(0, X.shape[0], n_pairs)
-        second = rng.integers(0, X.shape[0] - 1, n_pairs)
-        second += second >= first
-        unit = X / norms
-        pairs = coo_matrix((np.ones(n_pairs), (first, second)), shape=(X.shape[0],) * 2).tocsr()
-        return (unit * (pairs @ unit)).sum(axis=0) / n_pairs
+        w = _row_weights(X, weights)
+        unit, total = X / norms, w.sum()
+        return ((w @ unit) ** 2 - w @ unit**2) / (total * (total - 1))
 
-    return _once(("cosine", n_pairs, seed), (X,), compute)
+    return _once("cosine", (X, weights), compute)
 
 
 def partition_isotropy(X: np.ndarray, centre: bool = False, weights: np.ndarray | None = None) -> float:
@@ -162,10 +158,10 @@ def _column_logsumexp(P: np.ndarray) -> np.ndarray:
     return top + np.log(np.exp(P - top).sum(axis=0))
 
 
-def average_cosine(X: np.ndarray, n_pairs: int = 10000, seed: int = 0) -> float:
-    """Mean cosine similarity of n_pairs random pairs of distinct rows (Ethayarajh 2019).
-    E[u . v / (|u| |v|)] over pairs drawn with numpy.random.default_rng(seed)."""
-    return float(_cosine_contributions(_check_points(X), n_pairs, seed).sum())
+def average_cosine(X: np.ndarray, weights=None) -> float:
+    """Mean cosine similarity over all pairs of distinct rows, exactly (Ethayarajh 2019 samples random pairs).
+    (|sum_j w_j u_j|^2 - N) / (N (N - 1)), u_j = x_j / |x_j|, rows repeated w_j times, N = sum_j w_j."""
+    return float(_cosine_contributions(_check_points(X), weights).sum())
 
 
 def explained_variance_ratio(X: np.ndarray, weights=None) -> np.ndarray:
@@ -211,23 +207,25 @@ def isoscore(X: np.ndarray, weights=None) -> float:
     return float((dims_used - 1) / (d - 1))
 
 
-def rogue_dimensions(X: np.ndarray, k: int = 3, n_pairs: int = 10000,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def rogue_dimensions(X: np.ndarray, k: int = 3, weights=None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k coordinates by contribution to the average cosine (Timkey & van Schijndel 2021), with shares.
-    CC_i = E[u_i v_i / (|u| |v|)] over random pairs; share_i = CC_i / sum_j CC_j (unbounded if that is ~0)."""
+    CC_i = mean of u_i v_i / (|u| |v|) over all pairs of distinct rows; share_i = CC_i / sum_j CC_j (unbounded ~0)."""
     X = _check_points(X)
     k = _check_count("k", k, 1, X.shape[1])
-    contributions = _cosine_contributions(X, n_pairs, seed)
+    contributions = _cosine_contributions(X, weights)
     top = np.argsort(-contributions, kind="stable")[:k]
     return top, contributions[top] / contributions.sum()
 
 
-def standardize(X: np.ndarray) -> np.ndarray:
-    """Z-score every coordinate over the rows; constant columns become 0.
-    z_ij = (x_ij - mean_j) / std_j, std with ddof=0."""
+def standardize(X: np.ndarray, weights=None) -> np.ndarray:
+    """Z-score every coordinate over the rows (repeated `weights` times); constant columns become 0.
+    z_ij = (x_ij - mean_j) / std_j, weighted mean and std with ddof=0."""
     X = _check_points(X)
-    centred = X - X.mean(axis=0)
-    return np.divide(centred, centred.std(axis=0), out=np.zeros_like(centred), where=np.ptp(X, axis=0) > 0)
+    w = _row_weights(X, weights)
+    centred = X - w @ X / w.sum()
+    spread = np.sqrt(w @ centred**2 / w.sum())
+    varies = np.ptp(X[w > 0], axis=0) > 0
+    return np.divide(centred, spread, out=np.zeros_like(centred), where=varies)
 
 
 def frequency_pc_correlation(X: np.ndarray, frequency: np.ndarray, n_pcs: int = 5, weights=None) -> np.ndarray:
