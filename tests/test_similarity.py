@@ -255,6 +255,26 @@ def test_average_ranks_match_scipy_with_ties():
         np.testing.assert_array_equal(average_ranks(values), stats.rankdata(values))
 
 
+def test_weighted_average_ranks_are_scipys_ranks_of_the_repeated_values():
+    rng = np.random.default_rng(6)
+    values, counts = rng.integers(0, 9, 300).astype(float), rng.integers(0, 4, 300)
+    repeated = stats.rankdata(np.repeat(values, counts))
+    first_copy = np.cumsum(counts) - counts
+    np.testing.assert_array_equal(average_ranks(values, counts)[counts > 0], repeated[first_copy[counts > 0]])
+
+
+def test_pearson_rsa_in_feature_space_equals_the_correlation_of_the_similarity_entries():
+    """Nearly parallel rows (mean cosine 0.99) are where sums of squares cancel most."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(150, 20)) * 0.1 + 3.0
+    Y = X + rng.normal(size=(150, 20)) * 0.05
+    upper = np.triu_indices(150, k=1)
+    entries = [(Z / np.linalg.norm(Z, axis=1, keepdims=True)) for Z in (X, Y)]
+    expected = stats.pearsonr((entries[0] @ entries[0].T)[upper], (entries[1] @ entries[1].T)[upper])[0]
+    assert rsa(X, Y, method="pearson") == pytest.approx(expected, rel=1e-8)
+    assert np.isnan(rsa(np.ones((5, 3)), rng.normal(size=(5, 3)), method="pearson"))
+
+
 @pytest.mark.parametrize("debiased", [False, True])
 def test_streamed_cka_is_exact_over_chunks_and_large_offsets(debiased):
     """The one-pass shifted accumulator equals the Gram form, also when the mean dwarfs the spread."""

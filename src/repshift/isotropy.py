@@ -13,6 +13,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics.cluster import contingency_matrix
 
+from .similarity import average_ranks
+
 _KMEANS_N_INIT = 10
 
 
@@ -239,20 +241,12 @@ def frequency_pc_correlation(X: np.ndarray, frequency: np.ndarray, n_pcs: int = 
     _, mean, _, _, _ = _scatter(X, weights)
     w = _row_weights(X, weights)
     columns = np.column_stack([frequency, (X - mean) @ _pca(X, weights)[1][:, :n_pcs]])
-    ranks = np.column_stack([_midranks(column, w) for column in columns.T])
+    ranks = np.column_stack([average_ranks(column, w) for column in columns.T])
     ranks -= w @ ranks / w.sum()
     weighted = ranks * w[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         spread = (weighted * ranks).sum(axis=0)
         return weighted[:, 0] @ ranks[:, 1:] / np.sqrt(spread[0] * spread[1:])
-
-
-def _midranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The average rank (1-based, ties sharing their mean rank) of each value among the values repeated `weights`
-    times: scipy's rankdata(method="average") of the repeated values, read back at one copy of each."""
-    distinct, inverse = np.unique(values, return_inverse=True)
-    count = np.bincount(inverse, weights=weights, minlength=len(distinct))
-    return (np.cumsum(count) - count + (count + 1) / 2)[inverse]
 
 
 def cluster_purity(X: np.ndarray, groups: np.ndarray, n_clusters: int, seed: int = 0) -> float:

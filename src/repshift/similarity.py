@@ -13,17 +13,19 @@ import numpy as np
 _CHUNK_VALUES = 1 << 24
 
 
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..m of a 1-d array, tied values sharing their mean rank (scipy.stats.rankdata's 'average').
+def average_ranks(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Ranks 1..m of a 1-d array, tied values sharing their mean rank (scipy.stats.rankdata's 'average'); with
+    weights (multiplicities), each value's mean rank among the values repeated that many times.
 
     One unstable argsort: the order among equal values does not matter once they share a rank.
     """
     order = np.argsort(values)
     ordered = values[order]
     first = np.r_[True, ordered[1:] != ordered[:-1]]
-    starts = np.flatnonzero(np.r_[first, True])
+    group = np.cumsum(first) - 1
+    counts = np.bincount(group, weights=None if weights is None else np.asarray(weights, np.float64)[order])
     ranks = np.empty(len(values))
-    ranks[order] = ((starts[:-1] + starts[1:] + 1) / 2.0)[np.cumsum(first) - 1]
+    ranks[order] = (np.cumsum(counts) - (counts - 1) / 2)[group]
     return ranks
 
 
@@ -35,7 +37,7 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / denominator) if denominator > 0 else np.nan
 
 
-_CORRELATIONS = {"pearson": _pearson, "spearman": lambda a, b: _pearson(average_ranks(a), average_ranks(b))}
+RSA_METHODS = ("pearson", "spearman")
 
 
 def _checked(arrays: Sequence[np.ndarray], min_rows: int = 2) -> list[np.ndarray]:
@@ -325,13 +327,40 @@ def block_diagonality(M: np.ndarray, min_block: int = 2) -> tuple[float, int]:
     return float(scores[best]), splits[best]
 
 
-def _cosine_similarities(X: np.ndarray) -> np.ndarray:
+def _unit_rows(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     norms = np.linalg.norm(X, axis=1)
     if not (norms > 0).all():
         raise ValueError("Cosine similarity is undefined for an all-zero row.")
-    unit = X / norms[:, None]
+    return X / norms[:, None]
+
+
+def _cosine_similarities(X: np.ndarray) -> np.ndarray:
+    unit = _unit_rows(X)
     return unit @ unit.T
+
+
+def _pearson_rsa(X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None) -> float:
+    """Pearson RSA in feature space, O(n d^2) instead of O(n^2 d): over the distinct pairs of the rows repeated w_i
+    times, sum S_ij T_ij = (||U^T D V||_F^2 - sum_i w_i S_ii T_ii) / 2 (U, V the unit rows, D = diag(w)), and so
+    for the sums of S, T, S^2 and T^2; NaN when either matrix is constant over the pairs (to rounding)."""
+    U, V = _unit_rows(X), _unit_rows(Y)
+    w = np.ones(len(U)) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = w.sum()
+    pairs = total * (total - 1) / 2
+    s, t = np.einsum("ij,ij->i", U, U), np.einsum("ij,ij->i", V, V)
+
+    def over_pairs(gram: np.ndarray, own: np.ndarray) -> float:
+        return (np.sum(gram**2) - w @ own) / 2 / pairs
+
+    mean_s, mean_t = over_pairs(w @ U, s), over_pairs(w @ V, t)
+    UW = U * w[:, None]
+    square_s, square_t, cross = over_pairs(UW.T @ U, s**2), over_pairs((V * w[:, None]).T @ V, t**2), over_pairs(
+        UW.T @ V, s * t)
+    var_s, var_t = square_s - mean_s**2, square_t - mean_t**2
+    if var_s <= 1e-12 * square_s or var_t <= 1e-12 * square_t:
+        return np.nan
+    return float((cross - mean_s * mean_t) / np.sqrt(var_s * var_t))
 
 
 def rsa(X: np.ndarray, Y: np.ndarray, method: str = "spearman", weights: np.ndarray | None = None) -> float:
@@ -341,33 +370,15 @@ def rsa(X: np.ndarray, Y: np.ndarray, method: str = "spearman", weights: np.ndar
     corr = Pearson or Spearman.
 
     Equal to the same correlation of cosine-distance (1 - S) RDMs; needs n >= 3 rows, none all-zero.
-    weights (Pearson only): row multiplicities, giving the RSA of the rows repeated that many times (see
-    _pair_weights) without building its larger matrices.
+    weights (Pearson only): row multiplicities, giving the RSA of the rows repeated that many times (_pearson_rsa,
+    which never builds the n x n matrices).
     """
-    if method not in _CORRELATIONS:
+    if method not in RSA_METHODS:
         raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}.")
     if weights is not None and method != "pearson":
         raise ValueError("Row weights are supported for Pearson RSA only.")
     X, Y = _checked([X, Y], min_rows=3)
-    if weights is not None:
-        return _weighted_pearson(_cosine_similarities(X), _cosine_similarities(Y), _pair_weights(weights))
+    if method == "pearson":
+        return _pearson_rsa(X, Y, weights)
     upper = np.triu(np.ones((X.shape[0], X.shape[0]), dtype=bool), k=1)
-    return float(_CORRELATIONS[method](_cosine_similarities(X)[upper], _cosine_similarities(Y)[upper]))
-
-
-def _pair_weights(weights: np.ndarray) -> np.ndarray:
-    """How often each entry of a similarity matrix occurs among the distinct pairs of rows repeated w_i times:
-    w_i w_j / 2 on each side of the diagonal, w_i (w_i - 1) / 2 on it (two copies of one row)."""
-    weights = np.asarray(weights, dtype=np.float64)
-    pairs = np.outer(weights, weights) / 2
-    np.fill_diagonal(pairs, weights * (weights - 1) / 2)
-    return pairs
-
-
-def _weighted_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
-    """Pearson's r of paired values a, b, each pair counted `weights` times; NaN when either is constant."""
-    total = weights.sum()
-    a, b = a - (weights * a).sum() / total, b - (weights * b).sum() / total
-    weighted_a = weights * a
-    denominator = np.sqrt((weighted_a * a).sum() * (weights * b * b).sum())
-    return float((weighted_a * b).sum() / denominator) if denominator > 0 else np.nan
+    return _pearson(average_ranks(_cosine_similarities(X)[upper]), average_ranks(_cosine_similarities(Y)[upper]))
