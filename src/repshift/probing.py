@@ -182,12 +182,16 @@ def _folds(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[t
     return list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(y, y, groups))
 
 
-def _fit_predict(X_train, y_train, X_test, l2: float, max_iter: int) -> np.ndarray:
+def _path_predict(X_train, y_train, X_test, l2_grid: Sequence[float], max_iter: int) -> list[np.ndarray]:
+    """The test rows' predictions of the probe at each penalty of l2_grid (in its order), fit from the strongest
+    penalty to the weakest, each fit starting from the previous one's weights (the same convex optimum)."""
     from sklearn.linear_model import LogisticRegression
 
     Z_train, Z_test = _standardise(X_train, X_test)
-    model = LogisticRegression(C=1 / (l2 * len(y_train)), max_iter=max_iter)
-    return model.fit(Z_train, y_train).predict(Z_test)
+    model, predicted = LogisticRegression(max_iter=max_iter, warm_start=True), {}
+    for l2 in sorted(l2_grid, reverse=True):
+        predicted[l2] = model.set_params(C=1 / (l2 * len(y_train))).fit(Z_train, y_train).predict(Z_test)
+    return [predicted[l2] for l2 in l2_grid]
 
 
 def cross_validated_correct(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, folds: int = 5,
@@ -214,8 +218,8 @@ def cross_validated_correct(X: np.ndarray, y: np.ndarray, groups: np.ndarray | N
     for train, test in _folds(y, groups, folds, seed):
         F_train, F_test = features(train, test)
         inner = _folds(y[train], groups[train], max(2, folds - 2), seed)
-        accuracy = [np.mean([np.mean(_fit_predict(F_train[a], y[train][a], F_train[b], l2, probe_iterations)
-                                     == y[train][b]) for a, b in inner]) for l2 in l2_grid]
+        accuracy = np.mean([[np.mean(p == y[train][b]) for p in _path_predict(
+            F_train[a], y[train][a], F_train[b], l2_grid, probe_iterations)] for a, b in inner], axis=0)
         best = l2_grid[int(np.argmax(accuracy))]
-        scores[test] = _fit_predict(F_train, y[train], F_test, best, probe_iterations) == y[test]
+        scores[test] = _path_predict(F_train, y[train], F_test, [best], probe_iterations)[0] == y[test]
     return scores
