@@ -93,8 +93,9 @@ def test_layer_drop_in_one_pass_gives_the_truncation_loop_s_accuracies(table):
 def test_weighted_replicates_equal_the_copy_and_fused_adamw_the_per_tensor_one(table):
     for r in rows_of(table, "replicates"):
         assert number(r["max_rel_diff"]) < 1e-9, r
-    step, _ = rows_of(table, "finetune")
+    step, _, threads = rows_of(table, "finetune")
     assert number(step["max_rel_diff"]) < 1e-4, step
+    assert number(threads["reference"]) > 0 and "side by side" in threads["benchmark"], threads
 
 
 def test_cka_matches_every_reference_to_1e_6(table):
