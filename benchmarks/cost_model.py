@@ -7,8 +7,15 @@ files). Each rule's measured cost is turned into a unit cost and scaled to the t
 `snakemake -n`), one estimate per rule:
 
 - finetune: core-seconds per training token of the measured encoder, times the target's training tokens
-  (epochs x min(train, max_train) x mean pieces per sentence) and the ratio of encoder FLOPs per token
-  (layers x hidden^2). GPU-hours: the same training FLOPs (6 x encoder parameters per token) at SUSTAINED_FLOPS.
+  (epochs x min(train - dev_size, max_train) x the pieces the encoder reads per example, below) and the ratio of
+  encoder FLOPs per token (non-embedding parameters: ALBERT's shared block once per layer). GPU-hours: the same
+  training FLOPs (6 x those parameters per token) at SUSTAINED_FLOPS. epochs is an upper bound where the config
+  sets a patience (early stopping).
+- pieces per training example, by the task's kind (its encode()): one text or pair, cut at finetune.max_length;
+  multiple choice: the context with each choice, choices x (context + choice pieces); extractive QA: question +
+  context, in windows of max_length overlapping by max_length // 3 context pieces when longer, each window
+  repeating the question. A dev probe set stores one sequence per example (its kind's probe(): a multiple-choice
+  context with its right answer, a question with its context), cut at extract.max_length.
 - extract: core-seconds per stored token, times the target's stored tokens and the FLOP ratio; GPU: 2 x
   parameters per token at SUSTAINED_FLOPS.
 - metrics, compare, seed_floor, layer_drop, baseline: the measured mean core-seconds of a job of that rule, times
@@ -23,17 +30,20 @@ files). Each rule's measured cost is turned into a unit cost and scaled to the t
 - disk: float32 activations, tokens x (layers + 1) x hidden x 4 bytes per file, plus the fine-tuned weights.
 
 Architectures and dataset sizes the target names but this machine cannot load are in ARCHITECTURES and TASK_SIZES
-(their published values); mean lengths of target sentences that are not on this machine are stated estimates.
+(their published values): those of configs/paper.yaml and of the per-study configs (merchant2020, phang2021,
+zhou2022, rajaee2021). Mean lengths of target sentences that are not on this machine are stated estimates.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -46,13 +56,53 @@ from repshift.readme import run_logs, run_timings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
-# layers, hidden size, encoder parameters without the embeddings (the FLOPs per token), all parameters
+# layers, hidden size, encoder parameters without the embeddings (the FLOPs per token), all parameters. From each
+# model's config.json (num_hidden_layers, hidden_size h, intermediate_size f, vocabulary, embedding size): a layer
+# holds 4h^2 + 4h (attention) + 2hf + h + f (feed-forward) + 4h (two LayerNorms) parameters; all parameters add the
+# embeddings and the pooler (ElectraModel has none). The published totals agree: BERT-Tiny 4.4M (Turc et al. 2019),
+# roberta-large 355M, ELECTRA-large 335M with its discriminator head (Clark et al. 2020).
 ARCHITECTURES = {"sentence-transformers/all-MiniLM-L6-v2": (6, 384, 10.6e6, 22.7e6),
                  "bert-base-uncased": (12, 768, 85.0e6, 109.5e6), "FacebookAI/roberta-base": (12, 768, 85.0e6, 124.6e6),
-                 "sentence-transformers/all-mpnet-base-v2": (12, 768, 85.0e6, 109.5e6)}
-# training sentences (before the config's max_train) and mean word pieces per sentence with [CLS] and [SEP]:
-# train sizes from GLUE (Wang et al. 2019) and TREC (Li & Roth 2002); lengths are estimates from their mean words
-TASK_SIZES = {"sst2": (67_349, 13), "cola": (8_551, 11), "trec": (5_452, 13)}
+                 "sentence-transformers/all-mpnet-base-v2": (12, 768, 85.0e6, 109.5e6),
+                 "FacebookAI/roberta-large": (24, 1024, 302.3e6, 355.4e6),
+                 "google/electra-large-discriminator": (24, 1024, 302.3e6, 334.1e6),
+                 # one 4096-wide block (f 16384) shared by all 12 layers: run 12 times per token, so 12 x its 201.4M
+                 # parameters of FLOPs, although the model holds only 222.6M (128-wide embeddings)
+                 "albert/albert-xxlarge-v2": (12, 4096, 2416.6e6, 222.6e6),
+                 "google/bert_uncased_L-2_H-128_A-2": (2, 128, 0.40e6, 4.4e6),
+                 "google/bert_uncased_L-4_H-256_A-4": (4, 256, 3.16e6, 11.2e6),
+                 "google/bert_uncased_L-4_H-512_A-8": (4, 512, 12.6e6, 28.8e6),
+                 "google/bert_uncased_L-8_H-512_A-8": (8, 512, 25.2e6, 41.4e6)}
+
+
+class TaskSize(NamedTuple):
+    """A task's published training examples and the mean word pieces of one encoder sequence, special tokens included:
+    a text or a pair; a multiple-choice context with one choice; an extractive-QA question with its whole context."""
+
+    train: int
+    pieces: float
+    choices: int = 1  # multiple choice: the encoder reads the context once with each choice
+    question: float = 0  # extractive QA: the question's pieces and the 3 special tokens, repeated in every window
+
+
+# Train sizes: GLUE (Wang et al. 2019), SuperGLUE (Wang et al. 2019), TREC (Li & Roth 2002), SQuAD v1.1, UD English-EWT
+# train (sentences), HellaSwag and Cosmos QA (their dataset cards). Pieces are estimates: mean words x 1.3 (x 1.2 for
+# UD, already split at punctuation) plus 2 special tokens for a text, 3 for a pair (words in the comments).
+TASK_SIZES = {"sst2": TaskSize(67_349, 13), "cola": TaskSize(8_551, 11), "trec": TaskSize(5_452, 13),
+              "trec50": TaskSize(5_452, 13),  # the same questions, fine labels
+              "mnli": TaskSize(392_702, 46),  # premise 22 + hypothesis 11 words
+              "rte": TaskSize(2_490, 71),  # 43 + 9 words
+              "qqp": TaskSize(363_846, 32),  # 11 + 11 words
+              "mrpc": TaskSize(3_668, 60),  # 22 + 22 words
+              "boolq": TaskSize(9_427, 155),  # question 9 + passage 108 words
+              "cb": TaskSize(250, 91),  # premise 60 + hypothesis 8 words
+              "wic": TaskSize(5_428, 26),  # 9 + 9 words
+              "copa": TaskSize(400, 19, choices=2),  # premise 6 + choice 6 words
+              "hellaswag": TaskSize(39_905, 62, choices=4),  # context 30 + ending 15 words
+              "cosmosqa": TaskSize(25_262, 106, choices=4),  # context 70 + answer 9 words (the question is not read)
+              "squad": TaskSize(87_599, 177, question=17),  # question 11 words; context 120 words, 160 pieces
+              # UD English-EWT train: 12,543 sentences of 16.3 words (about 204,600 words)
+              "ewt_parse": TaskSize(12_543, 22), "pos": TaskSize(12_543, 22), "dep": TaskSize(12_543, 22)}
 PROBE_PIECES = {"ud": 17}  # UD English-EWT validation: 12.6 words per sentence
 SUSTAINED_FLOPS = 100e12  # one A100-class GPU in bfloat16: a third of its 312 TFLOP/s peak, typical for BERT-base
 STEP_SECONDS = 0.02  # the least a 12-layer training step takes on such a GPU (kernel launches, small batches)
@@ -90,28 +140,48 @@ def _mean_pieces(texts: list[str]) -> float:
     return sum(len(ids) for ids in tokenizer(texts)["input_ids"]) / len(texts)
 
 
-def task_size(task: str, run_dir: Path) -> tuple[int, float]:
-    """Training sentences and mean pieces of a task: its published size (TASK_SIZES), or as the measured run split
-    it (the offline tasks)."""
+def task_size(config: dict, task: str, run_dir: Path) -> TaskSize:
+    """A task's training examples as the target config splits them and its mean pieces: its published size (TASK_SIZES)
+    less split.dev_size, which prepare_task carves from it; a task not there as the measured run split it (the
+    offline tasks). At most split.max_train either way."""
+    split = rc.task_preparation(config, task)
     if task in TASK_SIZES:
-        return TASK_SIZES[task]
-    train = json.loads((run_dir / f"results/data/tasks/{task}.json").read_text())["train"]["text"]
-    return len(train), _mean_pieces(train)
+        size = TASK_SIZES[task]._replace(train=TASK_SIZES[task].train - split["dev_size"])
+    else:
+        train = json.loads((run_dir / f"results/data/tasks/{task}.json").read_text())["train"]["text"]
+        size = TaskSize(len(train), _mean_pieces(train))
+    return size._replace(train=min(size.train, split["max_train"] or size.train))
+
+
+def example_pieces(size: TaskSize, kind: str, max_length: int) -> float:
+    """Pieces the encoder reads to train on one example, as the task's kind encodes it: each of its choices, cut at
+    max_length; an extractive-QA question with a context too long for one window in windows of max_length that
+    overlap by max_length // 3 context pieces, each repeating the question (extractive_qa.py)."""
+    if kind == "extractive_qa" and size.pieces > max_length:
+        stride = max_length // 3
+        windows = 1 + math.ceil((size.pieces - max_length) / (max_length - size.question - stride))
+        return size.pieces + (windows - 1) * (size.question + stride)
+    return size.choices * min(size.pieces, max_length)
 
 
 def probe_size(config: dict, probe: str, run_dir: Path) -> tuple[int, float]:
-    """Sentences an extract job of `probe` stores and their mean pieces: a task's dev sentences (lengths as its
-    training sentences); a probe set on this machine (a pattern corpus) counted and tokenized; another from its
-    max_sentences and PROBE_PIECES."""
-    if probe.startswith("dev-"):
-        return config["extract"]["dev_sentences"], task_size(probe.removeprefix("dev-"), run_dir)[1]
-    spec = config["probes"][probe]
-    if spec["source"]["kind"] != "pattern":
-        return spec["max_sentences"], PROBE_PIECES[probe]
-    from repshift import data
+    """Sentences an extract job of `probe` stores and their mean pieces, cut at extract.max_length: a task's dev
+    examples (at most extract.dev_sentences), each the one sequence its kind's probe() stores (a text or a pair; a
+    multiple-choice context with its right answer; an extractive-QA question with its context); a probe set on this
+    machine (a pattern corpus) counted and tokenized; another from its max_sentences and PROBE_PIECES."""
+    spec = config["probes"].get(probe)
+    if spec is None:  # a task's dev set (rc.probe_role)
+        task = probe.removeprefix("dev-")
+        dev = rc.task_preparation(config, task)["dev_size"]
+        count, pieces = min(dev, config["extract"]["dev_sentences"] or dev), task_size(config, task, run_dir).pieces
+    elif spec["source"]["kind"] != "pattern":
+        count, pieces = spec["max_sentences"], PROBE_PIECES[probe]
+    else:
+        from repshift import data
 
-    texts = [" ".join(words) for words in data.load_source(spec["source"], run_dir / "resources/corpora").words]
-    return min(len(texts), spec.get("max_sentences") or len(texts)), _mean_pieces(texts)
+        texts = [" ".join(words) for words in data.load_source(spec["source"], run_dir / "resources/corpora").words]
+        count, pieces = min(len(texts), spec.get("max_sentences") or len(texts)), _mean_pieces(texts)
+    return count, min(pieces, config["extract"]["max_length"])
 
 
 def unit_costs(run_dir: Path, jobs: pd.DataFrame) -> dict:
@@ -148,11 +218,12 @@ def target_costs(config_file: Path, units: dict, planned: pd.DataFrame, run_dir:
             layers, hidden, flops, params = ARCHITECTURES[model["id"]] if model else units["architecture"]
             if rule == "finetune":
                 variant = rc.parse_variant(_wildcard(wildcards, "finetuned"))
-                train, pieces = task_size(variant.task, run_dir)
+                size = task_size(config, variant.task, run_dir)
                 settings = rc.finetune_settings(config, variant)
-                tokens = settings["epochs"] * min(train, config["split"].get("max_train") or train) * pieces
+                examples = settings["epochs"] * size.train
+                tokens = examples * example_pieces(size, config["tasks"][variant.task]["kind"], settings["max_length"])
                 core += units["train_token"] * tokens * flops / flops0
-                steps = tokens / pieces / settings["batch_size"]
+                steps = examples / settings["batch_size"]
                 gpu = (gpu or 0) + max(6 * flops * tokens / SUSTAINED_FLOPS, steps * STEP_SECONDS * layers / 12) / 3600
                 disk += 4 * params
                 peak = max(peak, 16 * params / 1e9 + RUNTIME_GB)
