@@ -86,8 +86,9 @@ class TaskSize(NamedTuple):
 
 
 # Train sizes: GLUE (Wang et al. 2019), SuperGLUE (Wang et al. 2019), TREC (Li & Roth 2002), SQuAD v1.1, UD English-EWT
-# train (sentences), HellaSwag and Cosmos QA (their dataset cards). Pieces are estimates: mean words x 1.3 (x 1.2 for
-# UD, already split at punctuation) plus 2 special tokens for a text, 3 for a pair (words in the comments).
+# train (sentences), HellaSwag, Cosmos QA, CommonsenseQA and Social IQa (their dataset cards). Pieces are estimates:
+# mean words x 1.3 (x 1.2 for UD, already split at punctuation) plus 2 special tokens for a text, 3 for a pair (words
+# in the comments).
 TASK_SIZES = {"sst2": TaskSize(67_349, 13), "cola": TaskSize(8_551, 11), "trec": TaskSize(5_452, 13),
               "trec50": TaskSize(5_452, 13),  # the same questions, fine labels
               "mnli": TaskSize(392_702, 46),  # premise 22 + hypothesis 11 words
@@ -100,6 +101,8 @@ TASK_SIZES = {"sst2": TaskSize(67_349, 13), "cola": TaskSize(8_551, 11), "trec":
               "copa": TaskSize(400, 19, choices=2),  # premise 6 + choice 6 words
               "hellaswag": TaskSize(39_905, 62, choices=4),  # context 30 + ending 15 words
               "cosmosqa": TaskSize(25_262, 106, choices=4),  # context 70 + answer 9 words (the question is not read)
+              "commonsenseqa": TaskSize(9_741, 22, choices=5),  # question 13 + answer 1.5 words
+              "socialiqa": TaskSize(33_410, 26, choices=3),  # context 14 + answer 4 words (the question is not read)
               "squad": TaskSize(87_599, 177, question=17),  # question 11 words; context 120 words, 160 pieces
               # UD English-EWT train: 12,543 sentences of 16.3 words (about 204,600 words)
               "ewt_parse": TaskSize(12_543, 22), "pos": TaskSize(12_543, 22), "dep": TaskSize(12_543, 22)}

@@ -45,7 +45,7 @@ def test_paper_dry_run_through_slurm_profile_shows_requests(tmp_path):
     assert "slurm_partition=" in out
 
 
-PAPERS = {"merchant2020": (1, 3, 3, 2), "phang2021": (3, 10, 3, 0), "zhou2022": (5, 3, 3, 0),
+PAPERS = {"merchant2020": (1, 3, 3, 2), "phang2021": (3, 12, 3, 0), "zhou2022": (5, 3, 3, 0),
           "rajaee2021": (1, 3, 3, 0)}  # models, tasks, seeds, partial-freezing variants
 
 

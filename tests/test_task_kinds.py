@@ -180,7 +180,7 @@ def tiny_config_dict(tiny_assets):
     ({"context": "a b", "choices": ["c", "d", "e"], "label": 0}, r"c.jsonl:2: choices: 3 answers where the rows "
                                                                 r"before have 2"),
     ({"context": "a b", "choices": ["c", "d"], "label": 2}, r"c.jsonl:2: label 2 is not the 0-based index of one "
-                                                            r"of its 2 answers$"),
+                                                            r"of its 2 answers \(or set source.label_values\)$"),
     ({"context": "a b", "answers": ["c", "d"], "label": 1}, r"c.jsonl:2: no column choices$"),
 ])
 def test_a_bad_multiple_choice_row_names_the_file_row_and_key(tmp_path, row, message):
@@ -188,6 +188,33 @@ def test_a_bad_multiple_choice_row_names_the_file_row_and_key(tmp_path, row, mes
     path.write_text(json.dumps({"context": "x y", "choices": ["p", "q"], "label": 1}) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(UserError, match=message):
         data.load_source({"kind": "local", "path": str(path), "choices_column": "choices"}, None)
+
+
+def test_label_values_map_letter_keys_and_the_hubs_choice_layout_to_answer_indices(tmp_path):
+    """CommonsenseQA on the hub: choices {label, text}, answerKey a letter; SocialIQA: labels '1'..'3'."""
+    path = tmp_path / "csqa.jsonl"
+    rows = [{"question": "where do fish live", "choices": {"label": ["A", "B", "C"], "text": ["sea", "sky", "tree"]},
+             "answerKey": "A"},
+            {"question": "what flies", "choices": {"label": ["A", "B", "C"], "text": ["rock", "bird", "fish"]},
+             "answerKey": "B"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    source = {"kind": "local", "path": str(path), "context_column": "question", "choices_column": "choices",
+              "label_column": "answerKey", "label_values": ["A", "B", "C"]}
+    corpus = data.load_source(source, None)
+    assert corpus.labels == ["0", "1"] and corpus.choices[1] == [["rock"], ["bird"], ["fish"]]
+    with pytest.raises(UserError, match=r"csqa.jsonl:1: answerKey 'A' is none of source.label_values \(1, 2, 3\)$"):
+        data.load_source({**source, "label_values": ["1", "2", "3"]}, None)
+    with pytest.raises(UserError, match=r"csqa.jsonl:1: source.label_values names 2 answers, the row has 3$"):
+        data.load_source({**source, "label_values": ["A", "B"]}, None)
+
+
+def test_label_values_on_a_source_without_answers_is_refused_at_config_check(tiny_config_dict):
+    config, files = tiny_config_dict
+    source = {"kind": "local", "path": str(files["sentiment.csv"]), "label_values": ["a", "b"]}
+    config["tasks"] = {"t": {"source": source}}
+    with pytest.raises(UserError, match=r"^config key tasks.t.source.label_values: names the answers of multiple-choice"
+                                        r" data, and tasks.t.source holds one text and a label per example; drop it"):
+        rc.check_config(config, REPO / "workflow/schemas/config.schema.yaml")
 
 
 def test_a_multiple_choice_dev_set_is_probed_as_each_context_with_its_right_answer(tiny_assets, tmp_path):

@@ -145,6 +145,9 @@ def _shape(source: dict) -> str:
 def _check_task_kind(name: str, entry: dict) -> None:
     """A task's kind must read its source's examples: one line naming the key and the fix otherwise."""
     kind, shape = entry["kind"], _shape(entry["source"])
+    if "label_values" in entry["source"] and shape != "choices":
+        raise UserError(f"config key tasks.{name}.source.label_values: names the answers of multiple-choice data, "
+                        f"and tasks.{name}.source {HOLDS[shape]}; drop it or name the answers' columns")
     if kind not in SHAPES[shape]:
         pair = kind == SHAPES["pair"][0]
         raise UserError(f"config key tasks.{name}.kind: {kind} does not read tasks.{name}.source, which "

@@ -319,8 +319,10 @@ def read_snli(path) -> Corpus:
 
 def read_choices(path, records, source: dict) -> Corpus:
     """A multiple-choice corpus from (row, record) pairs: the context (source.context_column), the candidate
-    answers (a list in source.choices_column, or one per column in source.choice_columns) and the 0-based index of
-    the right one (source.label_column); every row needs the same number of answers, 2 or more."""
+    answers (a list in source.choices_column, or the hub's {label, text} layout, or one per column in
+    source.choice_columns) and the right one (source.label_column): its 0-based index, or with source.label_values
+    the value naming each answer in order (CommonsenseQA's letters); every row needs the same number of answers,
+    2 or more."""
     context_column, label_column = source.get("context_column", "context"), source.get("label_column", "label")
     choices_column, choice_columns = source.get("choices_column"), source.get("choice_columns")
     words, choices, labels = [], [], []
@@ -330,6 +332,8 @@ def read_choices(path, records, source: dict) -> Corpus:
         if missing:
             raise UserError(f"{path}:{row}: no column {', '.join(missing)}")
         answers = [record[c] for c in choice_columns] if choice_columns else record[choices_column or "choices"]
+        if isinstance(answers, dict) and "text" in answers:
+            answers = answers["text"]
         key = "choice_columns" if choice_columns else (choices_column or "choices")
         if not isinstance(answers, list) or len(answers) < 2:
             found = len(answers) if isinstance(answers, list) else f"a {type(answers).__name__}"
@@ -338,12 +342,7 @@ def read_choices(path, records, source: dict) -> Corpus:
         if choices and len(answers) != len(choices[0]):
             raise UserError(f"{path}:{row}: {key}: {len(answers)} answers where the rows before have "
                             f"{len(choices[0])}; every row of a task needs the same number")
-        label = record[label_column]
-        if isinstance(label, str) and label.strip().lstrip("-").isdigit():
-            label = int(label)
-        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(answers):
-            raise UserError(f"{path}:{row}: {label_column} {label!r} is not the 0-based index of one of its "
-                            f"{len(answers)} answers")
+        label = _choice_index(path, row, record[label_column], label_column, len(answers), source.get("label_values"))
         words.append(_words(path, row, record[context_column], context_column))
         choices.append([_words(path, row, answer, key) for answer in answers])
         labels.append(str(label))
@@ -396,6 +395,25 @@ def read_squad(path) -> Corpus:
                 records.append((f"question {qa['id']}", {"id": qa["id"], "question": qa["question"],
                                                          "context": paragraph["context"], "answers": answers}))
     return read_questions(path, records, {})
+
+
+def _choice_index(path, row, label, label_column: str, answers: int, label_values: list | None) -> int:
+    """The 0-based index of a multiple-choice row's right answer: the label itself, or its position in label_values
+    (which must name every answer)."""
+    if label_values is not None:
+        if len(label_values) != answers:
+            raise UserError(f"{path}:{row}: source.label_values names {len(label_values)} answers, the row has "
+                            f"{answers}")
+        if str(label).strip() not in label_values:
+            raise UserError(f"{path}:{row}: {label_column} {label!r} is none of source.label_values "
+                            f"({', '.join(label_values)})")
+        return label_values.index(str(label).strip())
+    if isinstance(label, str) and label.strip().lstrip("-").isdigit():
+        label = int(label)
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < answers:
+        raise UserError(f"{path}:{row}: {label_column} {label!r} is not the 0-based index of one of its {answers} "
+                        "answers (or set source.label_values)")
+    return label
 
 
 def read_records(path, records, text_column: str, label_column: str, text_pair_column: str | None = None) -> Corpus:
