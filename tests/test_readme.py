@@ -7,6 +7,7 @@ import pytest
 
 from conftest import REPO
 from repshift import readme
+from repshift.cli import main
 from repshift.errors import UserError
 
 SNAPSHOT = REPO / "benchmarks/default_run"
@@ -32,6 +33,12 @@ Elapsed time: 0:01:31.4
 
 def test_the_readme_agrees_with_the_committed_snapshot():
     readme.refresh(REPO, SNAPSHOT, REPO / "README.md", check=True)
+
+
+def test_the_readme_command_checks_the_default_snapshot_without_naming_it(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert main(["readme", "--check"]) == 0
+    assert "README.md agrees with benchmarks/default_run" in capsys.readouterr().out
 
 
 def test_a_number_that_moved_is_caught_naming_its_block(tmp_path):
@@ -70,11 +77,13 @@ def test_a_second_snapshot_gets_its_own_blocks_and_a_column_per_model_beside_the
         frame = pd.read_csv(second / name)
         frame["model"] = "twelve"
         frame.to_csv(second / name, index=False)
+    shutil.rmtree(second / "figures")
     (second / "figures").mkdir()
     (second / "figures" / "twelve-mr-cka.png").write_bytes(b"png")
     blocks = readme.all_sections({readme.SNAPSHOTS[0]: SNAPSHOT, readme.SNAPSHOTS[1]: second})
     assert {"offline_base_claims", "offline_base_wall", "offline_base_figures", "side_by_side"} <= set(blocks)
-    assert "figures" not in blocks, "the default snapshot has no figures, so no block for them"
+    assert "benchmarks/default_run/figures/minilm-mr-cka.png" in blocks["figures"], "each snapshot its own figures"
+    assert "default_run" not in blocks["offline_base_figures"]
     assert blocks["offline_base_wall"].startswith("Wall time of configs/offline-base.yaml")
     assert "benchmarks/offline_base_run/figures/twelve-mr-cka.png" in blocks["offline_base_figures"]
     header = blocks["side_by_side"].splitlines()[0]

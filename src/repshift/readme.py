@@ -203,10 +203,12 @@ def render(readme: str, blocks: dict[str, str]) -> str:
 
 
 def refresh(root, dest, readme, check: bool = False, kept: Snapshot | None = None) -> None:
-    """Snapshot the run in `root` into `dest`, the folder of snapshot `kept` (by default the one `dest` names), and
-    rewrite the README's generated blocks from it and the other committed snapshots (with `check`: only compare the
-    README with the snapshots, and fail naming the first block that differs)."""
-    root, dest, readme = Path(root), Path(dest), Path(readme)
+    """Snapshot the run in `root` into `dest` (None: the default run's folder beside the README), the folder of
+    snapshot `kept` (by default the one `dest` names), and rewrite the README's generated blocks from it and the
+    other committed snapshots (with `check`: only compare the README with the snapshots, and fail naming the first
+    block that differs)."""
+    root, readme = Path(root), Path(readme)
+    dest = readme.parent / SNAPSHOTS[0].folder if dest is None else Path(dest)
     kept = kept or snapshot_at(dest)
     if not check:
         snapshot(root, dest)
