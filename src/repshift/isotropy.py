@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics.cluster import contingency_matrix
 
-from .similarity import average_ranks
+from .similarity import average_ranks, unit_rows
 
 _KMEANS_N_INIT = 10
 
@@ -125,11 +125,8 @@ def _cosine_contributions(X: np.ndarray, weights=None) -> np.ndarray:
     """Per-coordinate contribution to the mean cosine over all pairs of distinct rows (rows repeated `weights` times).
     CC_i = ((sum_j w_j u_ji)^2 - sum_j w_j u_ji^2) / (N (N - 1)), u_j = x_j / |x_j|, N = sum_j w_j."""
     def compute():
-        norms = np.linalg.norm(X, axis=1, keepdims=True)
-        if (norms == 0).any():
-            raise ValueError("X has an all-zero row, whose cosine similarity is undefined.")
-        w = _row_weights(X, weights)
-        unit, total = X / norms, w.sum()
+        w, unit = _row_weights(X, weights), unit_rows(X)
+        total = w.sum()
         return ((w @ unit) ** 2 - w @ unit**2) / (total * (total - 1))
 
     return _once("cosine", (X, weights), compute)
@@ -226,7 +223,7 @@ def standardize(X: np.ndarray, weights=None) -> np.ndarray:
     w = _row_weights(X, weights)
     centred = X - w @ X / w.sum()
     spread = np.sqrt(w @ centred**2 / w.sum())
-    varies = np.ptp(X[w > 0], axis=0) > 0
+    varies = np.ptp(X if weights is None else X[w > 0], axis=0) > 0
     return np.divide(centred, spread, out=np.zeros_like(centred), where=varies)
 
 

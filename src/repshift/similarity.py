@@ -327,7 +327,8 @@ def block_diagonality(M: np.ndarray, min_block: int = 2) -> tuple[float, int]:
     return float(scores[best]), splits[best]
 
 
-def _unit_rows(X: np.ndarray) -> np.ndarray:
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    """The rows of X scaled to length 1 (float64); ValueError for an all-zero row, whose cosine is undefined."""
     X = np.asarray(X, dtype=np.float64)
     norms = np.linalg.norm(X, axis=1)
     if not (norms > 0).all():
@@ -336,7 +337,7 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
 
 
 def _cosine_similarities(X: np.ndarray) -> np.ndarray:
-    unit = _unit_rows(X)
+    unit = unit_rows(X)
     return unit @ unit.T
 
 
@@ -344,7 +345,7 @@ def _pearson_rsa(X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None) -> fl
     """Pearson RSA in feature space, O(n d^2) instead of O(n^2 d): over the distinct pairs of the rows repeated w_i
     times, sum S_ij T_ij = (||U^T D V||_F^2 - sum_i w_i S_ii T_ii) / 2 (U, V the unit rows, D = diag(w)), and so
     for the sums of S, T, S^2 and T^2; NaN when either matrix is constant over the pairs (to rounding)."""
-    U, V = _unit_rows(X), _unit_rows(Y)
+    U, V = unit_rows(X), unit_rows(Y)
     w = np.ones(len(U)) if weights is None else np.asarray(weights, dtype=np.float64)
     total = w.sum()
     pairs = total * (total - 1) / 2
