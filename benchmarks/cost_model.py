@@ -86,9 +86,9 @@ class TaskSize(NamedTuple):
 
 
 # Train sizes: GLUE (Wang et al. 2019), SuperGLUE (Wang et al. 2019), TREC (Li & Roth 2002), SQuAD v1.1, UD English-EWT
-# train (sentences), HellaSwag, Cosmos QA, CommonsenseQA and Social IQa (their dataset cards). Pieces are estimates:
-# mean words x 1.3 (x 1.2 for UD, already split at punctuation) plus 2 special tokens for a text, 3 for a pair (words
-# in the comments).
+# train and English-PUD (sentences), HellaSwag, Cosmos QA, CommonsenseQA and Social IQa (their dataset cards). Pieces
+# are estimates: mean words x 1.3 (x 1.2 for UD, already split at punctuation) plus 2 special tokens for a text, 3 for
+# a pair (words in the comments).
 TASK_SIZES = {"sst2": TaskSize(67_349, 13), "cola": TaskSize(8_551, 11), "trec": TaskSize(5_452, 13),
               "trec50": TaskSize(5_452, 13),  # the same questions, fine labels
               "mnli": TaskSize(392_702, 46),  # premise 22 + hypothesis 11 words
@@ -105,7 +105,9 @@ TASK_SIZES = {"sst2": TaskSize(67_349, 13), "cola": TaskSize(8_551, 11), "trec":
               "socialiqa": TaskSize(33_410, 26, choices=3),  # context 14 + answer 4 words (the question is not read)
               "squad": TaskSize(87_599, 177, question=17),  # question 11 words; context 120 words, 160 pieces
               # UD English-EWT train: 12,543 sentences of 16.3 words (about 204,600 words)
-              "ewt_parse": TaskSize(12_543, 22), "pos": TaskSize(12_543, 22), "dep": TaskSize(12_543, 22)}
+              "ewt_parse": TaskSize(12_543, 22),
+              # UD English-PUD, its one split: 1,000 sentences of 21.2 words (21,176 words)
+              "pos": TaskSize(1_000, 28), "dep": TaskSize(1_000, 28)}
 PROBE_PIECES = {"ud": 17}  # UD English-EWT validation: 12.6 words per sentence
 SUSTAINED_FLOPS = 100e12  # one A100-class GPU in bfloat16: a third of its 312 TFLOP/s peak, typical for BERT-base
 STEP_SECONDS = 0.02  # the least a 12-layer training step takes on such a GPU (kernel launches, small batches)
