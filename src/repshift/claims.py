@@ -182,8 +182,9 @@ def frozen_probe_text(bar) -> str:
 
 
 def full_finetuning(variant: str) -> bool:
+    """Whether a variant is a finished fine-tune with no layer frozen (not a seed pair, a snapshot or the base)."""
     parsed = None if is_seed_pair(variant) else parse_variant(variant)
-    return parsed is not None and parsed.freeze is None
+    return parsed is not None and parsed.freeze is None and parsed.fraction is None
 
 
 def probe_rows(frame: pd.DataFrame, role: str, task: str) -> pd.Series:

@@ -33,6 +33,9 @@ def _steps():
         "figures": lambda a: figures.study_figures(
             tables.read_tables(a.tables), tables.read_tables(a.comparisons), tables.read_tables(a.layerdrop),
             claims.read_training(a.training), claims.read_baselines(a.baselines), a.dest, a.title),
+        "dynamics": lambda a: figures.dynamics_figure(
+            tables.read_tables(a.tables), tables.read_tables(a.comparisons), claims.read_training(a.training), a.dest,
+            a.title),
         "readme": lambda a: readme.refresh(a.dest or ".", a.out, "README.md", a.check),
         "table": lambda a: tables.merge_tables(a.tables, a.out),
         "claims": lambda a: claims.write_claims(claims.claims_table(

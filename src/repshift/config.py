@@ -104,6 +104,13 @@ def check_config(config: dict, schema_path) -> dict:
         if len(named) > 1:
             raise UserError(f"config key probes: {' and '.join(named)} both have role {role}; the claims read one "
                             f"probe set per role: give the others role extra")
+    dynamics = config["dynamics"]
+    for key, chosen, known in (("tasks", dynamics["tasks"], list(config["tasks"])),
+                               ("seeds", dynamics.get("seeds", []), config["seeds"])):
+        unknown = [value for value in chosen if value not in known]
+        if unknown:
+            raise UserError(f"config key dynamics.{key}: {', '.join(map(str, unknown))} not among the config's {key} "
+                            f"({', '.join(map(str, known))})")
     try:
         catalog.resolve(config["measures"], config["metrics"]["layer_by_layer"])
     except ValueError as exc:
@@ -171,16 +178,19 @@ def load_config(path, schema_path) -> dict:
 
 @dataclass(frozen=True)
 class Variant:
-    """A fine-tuned model: task, seed, and the number of bottom layers frozen (None: the task's setting)."""
+    """A fine-tuned model: task, seed, the number of bottom layers frozen (None: the task's setting), and the fraction
+    of the planned training steps its weights were taken at (None: the finished fine-tune)."""
 
     task: str
     seed: int
     freeze: int | None = None
+    fraction: float | None = None
 
     @property
     def name(self) -> str:
         frozen = "" if self.freeze is None else f"-f{self.freeze}"
-        return f"{self.task}{frozen}-s{self.seed}"
+        taken = "" if self.fraction is None else f"-at{self.fraction:g}"
+        return f"{self.task}{frozen}-s{self.seed}{taken}"
 
 
 def task_finetune(config: dict, task: str) -> dict:
@@ -189,9 +199,11 @@ def task_finetune(config: dict, task: str) -> dict:
 
 
 def finetune_settings(config: dict, variant: Variant) -> dict:
-    """The task's finetune settings (task_finetune) with the variant's freezing on top."""
+    """The task's finetune settings (task_finetune) with the variant's freezing and stopping fraction on top."""
     settings = task_finetune(config, variant.task)
-    return settings if variant.freeze is None else {**settings, "freeze_layers": variant.freeze}
+    if variant.freeze is not None:
+        settings = {**settings, "freeze_layers": variant.freeze}
+    return settings if variant.fraction is None else {**settings, "stop_fraction": variant.fraction}
 
 
 def baseline_settings(config: dict, task: str) -> dict:
@@ -205,14 +217,29 @@ def parse_variant(variant: str) -> Variant | None:
     """The fine-tuned variant a name stands for; None for the pre-trained model."""
     if variant == BASE:
         return None
-    match = re.fullmatch(r"(.+?)(?:-f(\d+))?-s(\d+)", variant)
-    return Variant(match.group(1), int(match.group(3)), None if match.group(2) is None else int(match.group(2)))
+    task, freeze, seed, fraction = re.fullmatch(r"(.+?)(?:-f(\d+))?-s(\d+)(?:-at([\d.]+))?", variant).groups()
+    return Variant(task, int(seed), None if freeze is None else int(freeze),
+                   None if fraction is None else float(fraction))
 
 
 def task_variants(config: dict, task: str, frozen: bool = True) -> list[Variant]:
     """Every seed of a task, fully fine-tuned and (with `frozen`) with each configured frozen depth."""
     depths = [None] + (config["ablations"]["freeze_layers"] if frozen else [])
     return [Variant(task, seed, k) for k in depths for seed in config["seeds"]]
+
+
+def snapshot_variants(config: dict, task: str) -> list[Variant]:
+    """The followed fine-tunes of a task (config dynamics) at each fraction of their planned steps, in step order."""
+    dynamics = config["dynamics"]
+    if task not in dynamics["tasks"]:
+        return []
+    seeds = dynamics.get("seeds", config["seeds"][:1])
+    return [Variant(task, seed, fraction=f) for seed in seeds for f in sorted(dynamics["fractions"])]
+
+
+def is_snapshot(variant: str) -> bool:
+    parsed = None if variant == BASE or is_seed_pair(variant) else parse_variant(variant)
+    return parsed is not None and parsed.fraction is not None
 
 
 def seed_pairs(config: dict, task: str) -> list[tuple[str, str]]:
@@ -237,7 +264,7 @@ def pair_variants(pair: str) -> tuple[str, str]:
 
 
 def variants(config: dict) -> list[str]:
-    return [BASE] + [v.name for t in config["tasks"] for v in task_variants(config, t)]
+    return [BASE] + [v.name for t in config["tasks"] for v in task_variants(config, t) + snapshot_variants(config, t)]
 
 
 def dev_probe(task: str) -> str:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from .catalog import MEASURES, get, named, seed_floor, versus
-from .claims import RSA, dev_estimate, full_finetuning, interval, rows_estimate, seed_estimate
-from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, is_seed_pair, parse_variant
+from .claims import RSA, Estimate, dev_estimate, full_finetuning, interval, rows_estimate, seed_estimate
+from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, is_seed_pair, is_snapshot, parse_variant
 from .provenance import atomic_path
 from .tasks import ACCURACY
 
@@ -376,6 +376,113 @@ def similarity_figure(comparisons, dest, title):
     legend_below(fig, "probe set", seeds_note(comparisons))
     fig.suptitle(f"{title}: pre-trained vs fine-tuned, same layer, every similarity measure (tokens)")
     save(fig, dest, "similarity")
+
+
+def fraction_of(variant: str) -> float:
+    return parse_variant(variant).fraction
+
+
+def snapshot_steps(training: pd.DataFrame) -> pd.Series:
+    """The training step of each snapshot fraction (every followed seed plans the same steps)."""
+    return training.groupby(training["variant"].map(fraction_of))["steps"].first()
+
+
+def over_training(ax, part: pd.DataFrame, steps: pd.Series, start: float, base: pd.DataFrame | float) -> None:
+    """One line per layer: the measure at each snapshot's step (mean over the followed seeds; band: its 95% interval),
+    from step 0 drawn at x = `start` on the log axis: the pre-trained model's rows, or a pair measure's value for
+    two identical models."""
+    layers = sorted(part["layer"].unique())
+    for layer, colour in zip(layers, plt.cm.viridis(np.linspace(0, 0.92, len(layers)))):
+        rows = part[part["layer"] == layer]
+        points = [(steps[f], rows_estimate(at)) for f, at in rows.groupby(rows["variant"].map(fraction_of))]
+        if isinstance(base, pd.DataFrame):
+            if (base["layer"] == layer).any():
+                points.insert(0, (start, rows_estimate(base[base["layer"] == layer])))
+        else:
+            points.insert(0, (start, Estimate(base)))
+        x = [step for step, _ in points]
+        bounds = np.array([interval(estimate) for _, estimate in points])
+        ax.plot(x, [estimate.value for _, estimate in points], color=colour, marker="o", ms=2.5, lw=1.2,
+                label=f"layer {layer}")
+        ax.fill_between(x, bounds[:, 0], bounds[:, 1], color=colour, alpha=0.12, lw=0)
+
+
+def step_axis(ax, steps: pd.Series, start: float, training: pd.DataFrame) -> None:
+    """A log step axis with step 0 (the pre-trained model) at `start`, and the dev metric of each snapshot on a second
+    y axis."""
+    ax.set_xscale("log")
+    ticks = [start, *steps.to_numpy()]
+    ax.set_xticks(ticks, ["0", *(f"{s:d}" for s in steps.to_numpy())], rotation=90)
+    ax.minorticks_off()
+    ax.set_xlabel("training step (log; 0 = pre-trained)")
+    dev = [dev_estimate(rows).value for _, rows in training.groupby(training["variant"].map(fraction_of))]
+    twin = ax.twinx()
+    twin.plot(steps.to_numpy(), dev, color="black", ls="--", lw=1, marker="x", ms=3,
+              label=f"dev {dev_metric_name(training)} (right axis)")
+    twin.grid(False)
+    twin.spines["right"].set_visible(True)
+
+
+def floor_crossings(comparisons: pd.DataFrame, steps: pd.Series, probe: str) -> pd.DataFrame:
+    """Per layer: the seed floor of linear CKA (two finished seeds, mean over pairs) and the first snapshot step whose
+    pre-trained vs snapshot linear CKA (mean over the followed seeds) is below it; NaN where no step is."""
+    floors = select(comparisons[comparisons["variant"].map(is_seed_pair)], seed_floor("linear_cka"), probe, "token")
+    cka = select(comparisons[comparisons["variant"].map(is_snapshot)], versus("linear_cka"), probe, "token")
+    by_step = cka.groupby(["layer", cka["variant"].map(lambda v: steps[fraction_of(v)])])["value"].mean().unstack()
+    rows = []
+    for layer, floor in floors.groupby("layer")["value"].mean().items():
+        below = by_step.columns[by_step.loc[layer] < floor] if layer in by_step.index else []
+        rows.append({"layer": layer, "seed_floor": floor, "step": min(below) if len(below) else np.nan})
+    return pd.DataFrame(rows, columns=["layer", "seed_floor", "step"])
+
+
+def dynamics_figure(tables, comparisons, training, dest, title):
+    """Every measure per layer against the training step of each snapshot (config dynamics), the dev metric on a
+    second axis, and the step at which each layer's pre-trained vs fine-tuned linear CKA falls below its seed floor."""
+    print(f"{len(tables)} metric rows, {len(comparisons)} comparison rows, {len(training)} snapshots", flush=True)
+    dev = sorted(tables.loc[tables["probe_role"] == DEV_ROLE, "probe"].unique())[0]
+    steps = snapshot_steps(training)
+    start = steps.min() / 2
+    snapshots = comparisons[comparisons["variant"].map(is_snapshot)]
+    pairs = [m for m in MEASURES if m.figure == "similarity" and (snapshots["measure"] == versus(m.name)).any()]
+    singles = present(tables, [m for m in MEASURES if m.figure == "isotropy" and m.target != "label"])
+    probe = get("task_probe_accuracy")
+    fig, axes = panel_grid(1 + len(pairs) + len(singles) + 1, 3, 2.3)
+    crossings = floor_crossings(comparisons, steps, dev)
+    ax = axes[0]
+    if crossings.empty:
+        ax.text(0.5, 0.5, "no seed floor: it needs 2+ seeds", ha="center", va="center", transform=ax.transAxes)
+    else:
+        never = crossings["step"].isna()
+        ax.bar(crossings["layer"], crossings["step"].fillna(steps.max()), color=np.where(never, "white",
+               COLOURS["fine-tuned"]), edgecolor=COLOURS["fine-tuned"], hatch=None, width=0.6)
+        for layer in crossings.loc[never, "layer"]:
+            ax.text(layer, np.sqrt(steps.min() * steps.max()), "never", ha="center", va="center", rotation=90)
+        ax.set_yscale("log")
+        ax.set_yticks(steps.to_numpy(), [f"{s:d}" for s in steps.to_numpy()])
+        ax.minorticks_off()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        for row in crossings.itertuples():
+            when = "never" if np.isnan(row.step) else f"from step {row.step:.0f}"
+            print(f"layer {row.layer}: pre-trained vs fine-tuned linear CKA below its seed floor "
+                  f"({row.seed_floor:.4f}) {when}", flush=True)
+    ax.set(title="Linear CKA below its seed floor from step", xlabel=LAYER, ylabel="training step (log)")
+    panels = [(m, select(snapshots, versus(m.name), dev, "token"), 1.0 if m.kind == "similarity" else 0.0,
+               f"{m.label}, pre-trained vs snapshot") for m in pairs]
+    panels += [(m, select(tables[tables["variant"].map(is_snapshot)], m.name, dev, "token"),
+                select(tables[tables["variant"] == "base"], m.name, dev, "token"), m.label) for m in singles]
+    tuned, base = (tables[chosen] for chosen in (tables["variant"].map(is_snapshot), tables["variant"] == "base"))
+    panels.append((probe, select(tuned, probe.name, dev, "mean"), select(base, probe.name, dev, "mean"),
+                   "Task probe (mean vectors)"))
+    for ax, (measure, part, before, panel_title) in zip(axes[1:], panels):
+        over_training(ax, part, steps, start, before)
+        step_axis(ax, steps, start, training)
+        ax.set(title=panel_title, ylabel=measure.unit)
+    seeds = training["seed"].nunique()
+    legend_below(fig, f"lines: {'mean of ' + str(seeds) + ' followed seeds, ' if seeds > 1 else ''}band = 95% "
+                 "interval over resampled sentences" + (" and seeds" if seeds > 1 else ""))
+    fig.suptitle(f"{title}: training dynamics on {dev} (tokens), every measure at each saved step")
+    save(fig, dest, "dynamics")
 
 
 def study_figures(tables, comparisons, layerdrop, training, baselines, dest, title) -> None:

@@ -166,9 +166,11 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
 
     Training runs up to `epochs` epochs and stops early once the kind's deciding dev metric has not risen for
     `patience` epochs (None: never); the weights saved are those of the best dev epoch, with that epoch's metric
-    resampled over dev examples. Every `checkpoint_every` steps the training state goes to `out_dir/.checkpoint/`; a
-    rerun with the same settings, data, model and code resumes from it and ends with the weights of an uninterrupted
-    run.
+    resampled over dev examples. With `stop_fraction` (training dynamics) it stops after that fraction of the planned
+    steps instead, with no evaluation or early stopping before, and saves the weights of that step: the same steps an
+    uninterrupted run takes up to there, as the seed fixes the batches. Every `checkpoint_every` steps the training
+    state goes to `out_dir/.checkpoint/`; a rerun with the same settings, data, model and code resumes from it and ends
+    with the weights of an uninterrupted run.
     """
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -194,6 +196,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
     rng = np.random.default_rng(seed)
     per_epoch = len(batches(train.lengths, settings["batch_size"], None))
     steps = settings["epochs"] * per_epoch
+    stop_step = None if settings.get("stop_fraction") is None else max(1, round(settings["stop_fraction"] * steps))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings["learning_rate"], weight_decay=settings["weight_decay"],
                                   fused=device.type in FUSED_ADAMW)
@@ -213,11 +216,13 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         rng.bit_generator.state = state["epoch_rng"]
         first_epoch, losses, evaluations, best = state["epoch"], state["losses"], state["evaluations"], state["best"]
         print(f"resuming from the checkpoint at step {len(losses)} of {steps}", flush=True)
-    with progress(total=steps, initial=len(losses), desc=f"finetune {task['provenance']['task']} seed {seed}",
-              mininterval=5) as bar:
+    with progress(total=stop_step or steps, initial=len(losses), mininterval=5,
+                  desc=f"finetune {task['provenance']['task']} seed {seed}") as bar:
         for epoch in range(first_epoch, settings["epochs"]):
             epoch_rng = rng.bit_generator.state
             for rows in batches(train.lengths, settings["batch_size"], rng)[len(losses) - epoch * per_epoch :]:
+                if len(losses) == stop_step:
+                    break
                 with autocast(device, settings["precision"]):
                     loss = model(**kind.collate(tokenizer, train, rows, device)).loss
                 if not torch.isfinite(loss):
@@ -235,6 +240,10 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
                         "best": best})
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
                 bar.update()
+            if stop_step is not None:
+                if len(losses) == stop_step:
+                    break
+                continue
             evaluations.append(asdict(evaluate(model, tokenizer, kind, dev, settings, device)))
             dev_metric = [evaluation["scores"][metric] for evaluation in evaluations]
             best_epoch = int(np.argmax(dev_metric))
@@ -245,11 +254,15 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
             if settings["patience"] is not None and epoch - best_epoch >= settings["patience"]:
                 print(f"stopped early: no dev improvement in {settings['patience']} epochs", flush=True)
                 break
+    if stop_step is None:
+        best_epoch = int(np.argmax([evaluation["scores"][metric] for evaluation in evaluations]))
+        model.load_state_dict(best)
+        print(f"kept the weights of epoch {best_epoch + 1} of {len(evaluations)}: "
+              f"dev {_scores(evaluations[best_epoch])}", flush=True)
+    else:
+        best_epoch, evaluations = 0, [asdict(evaluate(model, tokenizer, kind, dev, settings, device))]
+        print(f"kept the weights of step {len(losses)} of {steps}: dev {_scores(evaluations[0])}", flush=True)
     dev_metric = [evaluation["scores"][metric] for evaluation in evaluations]
-    best_epoch = int(np.argmax(dev_metric))
-    model.load_state_dict(best)
-    print(f"kept the weights of epoch {best_epoch + 1} of {len(dev_metric)}: dev {_scores(evaluations[best_epoch])}",
-          flush=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".staging-{os.getpid()}"
@@ -271,6 +284,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         "kind": kind.name,
         "n_train": len(train.features),
         "n_dev": len(dev.features),
+        "planned_steps": steps,
         "seconds": round(time.time() - started, 1),
     })
     shutil.rmtree(checkpoint.parent, ignore_errors=True)

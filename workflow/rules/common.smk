@@ -31,15 +31,17 @@ def alternatives(names):
 
 
 FINETUNED = f"(?:{alternatives(TASKS)})(?:-f\\d+)?-s\\d+"
+SNAPSHOT = f"(?:{alternatives(TASKS)})-s\\d+-at[\\d.]+"
 SEED_PAIR = f"(?:{alternatives(TASKS)})-s\\d+{re.escape(rc.PAIR)}\\d+"
 FIGURES = ["isotropy", "directprobe", "probing", "rsa", "cka", "similarity"]
+DYNAMICS = "dynamics"
 
 
 wildcard_constraints:
     model=alternatives(MODELS),
     task=alternatives(TASKS),
-    variant=f"base|{FINETUNED}",
-    finetuned=FINETUNED,
+    variant=f"base|{FINETUNED}|{SNAPSHOT}",
+    finetuned=f"{FINETUNED}|{SNAPSHOT}",
     pair=SEED_PAIR,
     probe=alternatives([rc.dev_probe(t) for t in TASKS] + list(PROBES)),
     figure=alternatives(FIGURES),
@@ -161,11 +163,28 @@ def task_inputs(model, task):
     }
 
 
+def dynamics_inputs(model, task):
+    """Every table the training-dynamics figure of one model and task reads: the pre-trained model's (step 0), each
+    snapshot's, the seed floor, and each snapshot's training record (its step and dev metric)."""
+    snapshots = [v.name for v in rc.snapshot_variants(config, task)]
+    if not snapshots:
+        return {}
+    return {
+        "tables": [t for t in metric_tables(model, ["base"]) if Path(t).stem in rc.probe_sets(config, snapshots[0])]
+        + metric_tables(model, snapshots),
+        "comparisons": comparison_tables(model, snapshots) + floor_tables(model, task),
+        "snapshots": [f"{finetuned_dir(model, v)}/train_metrics.json" for v in snapshots],
+    }
+
+
 def all_inputs(kind):
-    return [path for m in MODELS for t in TASKS for path in task_inputs(m, t)[kind]]
+    return [path for m in MODELS for t in TASKS for inputs in (task_inputs(m, t), dynamics_inputs(m, t))
+            for path in inputs.get(kind, [])]
 
 
 def final_outputs():
     figures = [f"results/figures/{m}/{t}/{name}.{ext}" for m in MODELS for t in TASKS for name in FIGURES
                for ext in ("png", "pdf")]
-    return figures + ["results/tables/metrics.csv", "results/tables/claims.csv"]
+    dynamics = [f"results/figures/{m}/{t}/{DYNAMICS}.{ext}" for m in MODELS for t in config["dynamics"]["tasks"]
+                for ext in ("png", "pdf")]
+    return figures + dynamics + ["results/tables/metrics.csv", "results/tables/claims.csv"]

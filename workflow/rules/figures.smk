@@ -30,6 +30,33 @@ rule figures:
         " --title {params.title:q} > {log} 2>&1"
 
 
+rule dynamics:
+    input:
+        unpack(lambda wc: dynamics_inputs(wc.model, wc.task)),
+    output:
+        png=report(
+            f"results/figures/{{model}}/{{task}}/{DYNAMICS}.png",
+            caption=f"../report/{DYNAMICS}.rst",
+            category="Figures",
+            subcategory="{model} / {task}",
+            labels={"model": "{model}", "task": "{task}", "figure": DYNAMICS},
+        ),
+        pdf=f"results/figures/{{model}}/{{task}}/{DYNAMICS}.pdf",
+    params:
+        title=lambda wc: f"{wc.model} ({Path(MODELS[wc.model]['id']).name}) fine-tuned on {wc.task}",
+        out_dir=lambda wc: f"results/figures/{wc.model}/{wc.task}",
+        code=code_version("figures"),
+    threads: res("figures", "threads")
+    resources:
+        mem_mb=res("figures", "mem_mb"),
+        runtime=res("figures", "runtime"),
+    log:
+        "logs/figures/{model}/{task}-dynamics.log",
+    shell:
+        "{REPSHIFT} dynamics --tables {input.tables:q} --comparisons {input.comparisons:q}"
+        " --training {input.snapshots:q} --dest {params.out_dir:q} --title {params.title:q} > {log} 2>&1"
+
+
 rule table:
     input:
         tables=lambda wc: sorted(set(all_inputs("tables"))),

@@ -20,10 +20,24 @@ rule finetune:
         gpu=res("finetune", "gpu"),
     log:
         "logs/finetune/{model}/{finetuned}.log",
+    wildcard_constraints:
+        finetuned=FINETUNED,
     shell:
         "{REPSHIFT} finetune --model {params.model:q} --task {input.task:q} --out {params.out:q}"
         " --seed {params.seed} --threads {threads} --settings {params.settings:q}"
         " --provenance {params.provenance:q} > {log} 2>&1"
+
+
+# A followed fine-tune replayed up to a fraction of its planned steps (config dynamics): its weights live only until
+# every job that reads them is done; its training record (step, dev metric), config and tokenizer stay.
+use rule finetune as snapshot with:
+    output:
+        weights=temp("results/models/{model}/{finetuned}/model.safetensors"),
+        config="results/models/{model}/{finetuned}/config.json",
+        tokenizer="results/models/{model}/{finetuned}/tokenizer.json",
+        metrics="results/models/{model}/{finetuned}/train_metrics.json",
+    wildcard_constraints:
+        finetuned=SNAPSHOT,
 
 
 rule layer_drop:
