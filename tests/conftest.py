@@ -1,3 +1,4 @@
+import copy
 import os
 import shutil
 import subprocess
@@ -98,6 +99,14 @@ def make_tiny_model(path: Path) -> Path:
 
 
 FAMILIES = ("bert", "roberta", "albert", "electra", "deberta-v2", "mpnet")
+
+
+def encoder_prefix(weights: dict) -> str:
+    """The prefix of the encoder's keys in saved fine-tuned weights: none where the encoder's own keys come first, else
+    the head model's name for its encoder (the parser saves the bare encoder under its own)."""
+    if any(key.startswith("embeddings.") for key in weights):
+        return ""
+    return next(key.split(".")[0] + "." for key in weights if key.split(".")[1] in ("embeddings", "encoder"))
 
 
 def make_family_model(family: str, path: Path) -> Path:
@@ -232,6 +241,39 @@ class Project:
         """(rule, wildcards) of every job a dry run would execute."""
         out = self.snakemake("-n", *args)
         return parse_dry_run(out.stdout + out.stderr)[0]
+
+    def planned_after(self, edit) -> list[tuple[str, str]]:
+        """planned_jobs with `edit` applied to a copy of the config; the config is put back after."""
+        original = self.config
+        config = copy.deepcopy(original)
+        edit(config)
+        self.write_config(config)
+        try:
+            return self.planned_jobs()
+        finally:
+            self.write_config(original)
+
+
+FRACTIONS = [0.5, 1.0]
+# the last: the snapshot at 100% of a one-epoch fine-tune has the finished fine-tune's weights
+COMPARISONS = [["sent-s0", "sent+lora-s0"], ["sent-s0-at0.5", "sent-s0-at1"], ["sent-s0", "sent-s0-at1"]]
+
+
+@pytest.fixture(scope="session")
+def followed(tmp_path_factory, tiny_assets):
+    """The tiny workflow, one task and two seeds, with its first seed followed through training (snapshots at
+    FRACTIONS), a LoRA fine-tune beside full fine-tuning, and COMPARISONS between them, run to completion."""
+    model_dir, files = tiny_assets
+    config = tiny_config(model_dir, files)
+    config["tasks"].pop("length")
+    config["probes"].pop("ood")
+    config |= {"seeds": [0, 1], "ablations": {"freeze_layers": []},
+               "dynamics": {"tasks": ["sent"], "seeds": [0], "fractions": FRACTIONS},
+               "methods": {"lora": {"kind": "lora", "rank": 2, "alpha": 4}},
+               "comparisons": COMPARISONS}
+    project = Project(tmp_path_factory.mktemp("followed") / "project", config)
+    project.snakemake()
+    return project
 
 
 @pytest.fixture

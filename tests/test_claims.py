@@ -7,7 +7,8 @@ import pytest
 
 from repshift.claims import (FAILS, HOLDS, INCONCLUSIVE, MISSING, NOT_LEARNED, NOT_MEASURABLE, RULES, Estimate,
                              claims_table, decide, seed_estimate, verdict_summary)
-from repshift.config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED
+from repshift.catalog import versus
+from repshift.config import DEV_ROLE, FULL, OUT_OF_DOMAIN, TAGGED
 from repshift.tasks import ACCURACY, KINDS
 from repshift.uncertainty import DEV_BOOT, DEV_SEED, metric_replicates, replicates_text, sentence_resamples
 
@@ -45,8 +46,9 @@ def resampled(correct: int, n_dev: int) -> str:
     return replicates_text(metric_replicates(kind.dev_metric, predicted, gold, draws))
 
 
-TRAINING = pd.DataFrame([{"model": "m", "variant": "t-s0", "task": "t", "seed": 0, "freeze_layers": 0,
-                          "metric": ACCURACY, "dev_metric": 0.9, "replicates": None}])
+TRAINING = pd.DataFrame([{"model": "m", "variant": "t-s0", "task": "t", "seed": 0, "freeze_layers": 0, "method": FULL,
+                          "fraction": np.nan, "trainable_parameters": 1000, "metric": ACCURACY, "dev_metric": 0.9,
+                          "replicates": None}])
 LAYERDROP = pd.DataFrame([{"model": "m", "variant": "t-s0", "task": "t", "seed": 0, "layers_dropped": k,
                            "metric": ACCURACY, "dev_metric": acc} for k, acc in enumerate([0.90, 0.895, 0.7, 0.5])])
 MARGIN = 0.02
@@ -211,6 +213,21 @@ def test_layer_drop_and_freezing_costs_both_ways():
     frozen = TRAINING.assign(variant="t-f2-s0", freeze_layers=2)
     assert verdicts(frame, training=pd.concat([TRAINING, frozen.assign(dev_metric=0.89)]))[0]["C12"] == HOLDS
     assert verdicts(frame, training=pd.concat([TRAINING, frozen.assign(dev_metric=0.7)]))[0]["C12"] == FAILS
+
+
+@pytest.mark.parametrize("lora_cka, lora_dev, verdict_m1, verdict_m2", [
+    (0.95, 0.89, HOLDS, HOLDS), (0.6, 0.7, FAILS, FAILS)])
+def test_a_method_is_judged_against_full_fine_tuning_on_change_and_on_learning(lora_cka, lora_dev, verdict_m1,
+                                                                               verdict_m2):
+    cka = rows(versus("linear_cka"), "dev-t", "token", None, [1, 0.9, 0.8, 0.7], [1, 0.98, 0.9, lora_cka],
+               variants=["t-s0", "t+lora-s0"])
+    lora = TRAINING.assign(variant="t+lora-s0", method="lora", trainable_parameters=10, dev_metric=lora_dev)
+    result, claims = verdicts(table(cka, rows("isotropy_raw", "dev-t", "token", FLAT, FLAT)),
+                              training=pd.concat([TRAINING, lora]))
+    assert (result["M1 (lora)"], result["M2 (lora)"]) == (verdict_m1, verdict_m2)
+    assert claims.loc["M1 (lora)", "number"] == pytest.approx(lora_cka - 0.7)
+    assert "10 parameters trained" in claims.loc["M1 (lora)", "deciding_number"]
+    assert "M1 (lora)" not in verdicts(table(cka))[0], "no method configured, no method claim"
 
 
 def test_a_dev_set_of_a_hundred_leaves_a_small_freezing_cost_inconclusive():

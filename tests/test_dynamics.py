@@ -1,6 +1,5 @@
 """Training dynamics: snapshots at fractions of the planned steps, measured as variants, and what adding one reruns."""
 
-import copy
 import json
 
 import numpy as np
@@ -8,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, Project, tiny_config
+from conftest import FRACTIONS, REPO
 from repshift import config as rc
 from repshift.catalog import MEASURES, versus
 from repshift.claims import full_finetuning
@@ -19,7 +18,6 @@ SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 SETTINGS = {"epochs": 1, "batch_size": 16, "eval_batch_size": 64, "learning_rate": 1e-3, "weight_decay": 0.01,
             "warmup_ratio": 0.1, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 500, "patience": None,
             "precision": "auto"}
-FRACTIONS = [0.5, 1.0]
 
 
 def test_snapshot_names_round_trip_and_are_not_finished_fine_tunes():
@@ -80,20 +78,6 @@ def test_a_snapshot_takes_the_steps_of_the_uninterrupted_run_up_to_its_fraction(
     assert any(not np.array_equal(full[k], half[k]) for k in full)
 
 
-@pytest.fixture(scope="module")
-def followed(tmp_path_factory, tiny_assets):
-    """The tiny workflow with one task's two seeds followed through training, run to completion."""
-    model_dir, files = tiny_assets
-    config = tiny_config(model_dir, files)
-    config["tasks"].pop("length")
-    config["probes"].pop("ood")
-    config |= {"seeds": [0, 1], "ablations": {"freeze_layers": []},
-               "dynamics": {"tasks": ["sent"], "seeds": [0], "fractions": FRACTIONS}}
-    project = Project(tmp_path_factory.mktemp("dynamics") / "project", config)
-    project.snakemake()
-    return project
-
-
 @pytest.mark.workflow
 def test_every_measure_is_tabled_at_every_snapshot_and_its_weights_are_gone(followed):
     table = pd.read_csv(followed.root / "results/tables/metrics.csv")
@@ -116,14 +100,7 @@ def test_every_measure_is_tabled_at_every_snapshot_and_its_weights_are_gone(foll
 @pytest.mark.workflow
 def test_deleted_snapshot_weights_rerun_nothing_and_a_new_fraction_runs_only_its_jobs(followed):
     assert followed.planned_jobs() == []
-    original = followed.config
-    config = copy.deepcopy(original)
-    config["dynamics"]["fractions"] = [0.25, *FRACTIONS]
-    followed.write_config(config)
-    try:
-        jobs = followed.planned_jobs()
-    finally:
-        followed.write_config(original)
+    jobs = followed.planned_after(lambda config: config["dynamics"].update(fractions=[0.25, *FRACTIONS]))
     per_snapshot = [(rule, w) for rule, w in jobs if rule not in ("all", "table", "claims", "dynamics")]
     assert sorted(rule for rule, _ in per_snapshot) == ["compare", "compare", "extract", "extract", "metrics",
                                                         "metrics", "snapshot"]

@@ -87,3 +87,13 @@ def test_offline_kinds_fetches_snli_once_and_fine_tunes_a_pair_and_a_token_task(
     jobs = re.split(r"^rule ", out, flags=re.M)[1:]
     snli = [job for job in jobs if job.startswith("prepare_task:") and "task=snli" in job]
     assert len(snli) == 1 and "resources/corpora/snli/snli_1.0_test.jsonl" in snli[0]
+
+
+@pytest.mark.workflow
+def test_offline_dynamics_follows_one_fine_tune_and_runs_each_method_and_comparison(tmp_path):
+    out = dry_run(tmp_path, "--cores", "2", "--workflow-profile", "none", config="configs/offline-dynamics.yaml")
+    counts = job_counts(out)
+    assert counts["finetune"] == 3 * 2, "full, LoRA and BitFit, two seeds each"
+    assert counts["snapshot"] == 6 and counts["dynamics"] == 1 and counts["compared"] == 1
+    assert counts["between"] == 4 * 3, "four comparisons within mr, each on its dev set and both probe sets"
+    assert counts["figures"] == 1 and counts["claims"] == 1

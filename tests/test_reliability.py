@@ -35,6 +35,8 @@ FINETUNE = {"epochs": 12, "batch_size": 16, "eval_batch_size": 64, "learning_rat
             "warmup_ratio": 0.1, "max_length": 32, "freeze_layers": 0, "checkpoint_every": 3, "patience": None,
             "precision": "auto"}
 BASE_ACT = {"model": "tiny", "variant": "base", "probe": "pos"}
+# a config methods entry as finetune_settings passes it; dropout draws from the RNG state a resume must restore
+LORA = {"name": "lora", "kind": "lora", "rank": 2, "alpha": 4, "dropout": 0.1, "target_modules": ["query", "value"]}
 
 
 def repshift(step: str, **options) -> list[str]:
@@ -109,13 +111,15 @@ def damaged(activations, tmp_path):
 
 # Crash safety: SIGKILL in the middle of a step.
 
-def test_finetune_killed_twice_resumes_to_the_uninterrupted_result(tiny_assets, task_file, tmp_path):
+@pytest.mark.parametrize("method", [None, LORA], ids=["full", "lora"])
+def test_finetune_killed_twice_resumes_to_the_uninterrupted_result(tiny_assets, task_file, tmp_path, method):
     model_dir, _ = tiny_assets
     provenance = {"model": "tiny", "variant": "sent-s0", "task": "sent", "seed": 0}
-    finetune({"id": str(model_dir)}, task_file, tmp_path / "reference", 0, FINETUNE, threads=1, provenance=provenance)
+    settings = FINETUNE | ({"method": method} if method else {})
+    finetune({"id": str(model_dir)}, task_file, tmp_path / "reference", 0, settings, threads=1, provenance=provenance)
     out = tmp_path / "killed"
     command = repshift("finetune", model={"id": str(model_dir)}, task=task_file, out=out, seed=0, threads=1,
-                       settings=FINETUNE, provenance=provenance)
+                       settings=settings, provenance=provenance)
     state = out / ".checkpoint/state.pt"
     kill_when(command, state.exists, tmp_path / "first.log")
     first = torch_load(state)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FAMILIES, NEGATIVE, POSITIVE, REPO, Project, make_family_model, tiny_config
+from conftest import FAMILIES, NEGATIVE, POSITIVE, REPO, Project, encoder_prefix, make_family_model, tiny_config
 from safetensors.numpy import load_file
 
 from repshift import config as rc
@@ -540,8 +540,7 @@ def test_every_family_fine_tunes_freezes_and_drops_layers_for_every_kind(family,
     finetuning.finetune({"id": str(model_dir)}, tmp_path / "task.json", tmp_path / "ft", 0,
                         {**SETTINGS, "freeze_layers": frozen_layers}, 1, {"variant": "x"})
     base, tuned = load_file(model_dir / "model.safetensors"), load_file(tmp_path / "ft/model.safetensors")
-    prefix = "" if any(key.startswith("embeddings.") for key in tuned) else next(  # the parser saves the bare encoder
-        key.split(".")[0] + "." for key in tuned if key.split(".")[1] in ("embeddings", "encoder"))
+    prefix = encoder_prefix(tuned)
     stage = ("embeddings.", "embeddings_project.", "encoder.embedding_hidden_mapping_in.",
              "encoder.relative_attention_bias.", "encoder.rel_embeddings.", "encoder.LayerNorm.")
     frozen = [k for k in base if k.startswith(stage) or ".layer.0." in k

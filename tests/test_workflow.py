@@ -266,7 +266,7 @@ def test_seed_floor_of_a_model_with_itself_is_one_and_two_models_carry_intervals
     """The seed-floor step on one fine-tuned model twice reads 1 with a zero-width interval at every layer it
     bootstraps; on two different fine-tuned models, a value inside its interval, at the middle and top layers."""
     from repshift import config as rc
-    from repshift.metrics import seed_floor_metrics
+    from repshift.metrics import variants_metrics
 
     settings = rc.metric_settings(rc.check_config(copy.deepcopy(finished.config),
                                                   finished.root / "workflow/schemas/config.schema.yaml"))
@@ -278,8 +278,8 @@ def test_seed_floor_of_a_model_with_itself_is_one_and_two_models_carry_intervals
     floors = {}
     for pair in (("sent-s0", "sent-s0"), ("sent-s0", "sent-f1-s0")):
         out = tmp_path / f"{'-'.join(pair)}.csv"
-        seed_floor_metrics(files[pair[0]], files[pair[1]], [weights[v] for v in pair], out, settings,
-                           {**identity, "variant": rc.pair_name(*pair), "pair": list(pair)})
+        variants_metrics(files[pair[0]], files[pair[1]], [weights[v] for v in pair], out, settings,
+                         {**identity, "variant": rc.pair_name(*pair), "pair": list(pair)}, "seed_floor")
         floors[pair] = read_tables([out])
     same, different = floors.values()
     assert set(same["measure"]) == {catalog.seed_floor(m.name) for m in catalog.MEASURES if m.seed_floor}

@@ -58,6 +58,7 @@ HELD_OUT = ("seed", "probe_test_fraction", "probe_l2", "probe_iterations")
 CROSS_VALIDATED = ("seed", "probe_iterations")
 VERSUS = "_base_vs_finetuned"
 SEED_FLOOR = "_seed_vs_seed"
+BETWEEN = "_between_variants"
 DEV_ROLE, TAGGED, OUT_OF_DOMAIN = "dev", "tagged", "out_of_domain"
 ON_DEV, ON_DEV_AND_OUT_OF_DOMAIN = (DEV_ROLE,), (DEV_ROLE, OUT_OF_DOMAIN)
 CENTRED = frozenset({"orthogonal", "isotropic_scaling", "translation", "permutation"})
@@ -314,7 +315,7 @@ def get(name: str) -> Measure:
 
 def table_names() -> set[str]:
     """Every measure name the metrics, compare and seed-floor tables can hold."""
-    return (set(OUTPUTS) | {m.name + VERSUS for m in MEASURES if m.base_vs_finetuned}
+    return (set(OUTPUTS) | {m.name + suffix for m in MEASURES if m.base_vs_finetuned for suffix in (VERSUS, BETWEEN)}
             | {m.name + SEED_FLOOR for m in MEASURES if m.seed_floor})
 
 
@@ -333,6 +334,11 @@ def versus(name: str) -> str:
 def seed_floor(name: str) -> str:
     """The table name of a pair measure computed between two fine-tuning seeds of one variant."""
     return named(get(name).name + SEED_FLOOR)
+
+
+def between(name: str) -> str:
+    """The table name of a pair measure computed between two fine-tuned variants of a configured comparison."""
+    return named(get(name).name + BETWEEN)
 
 
 def _type_name(value) -> str:

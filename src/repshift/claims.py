@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .catalog import named, seed_floor, versus
-from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, dev_probe, is_seed_pair, parse_variant
+from .config import DEV_ROLE, FULL, OUT_OF_DOMAIN, TAGGED, dev_probe, is_seed_pair, parse_variant, tuned
 from .provenance import atomic_path
 from .tables import write_csv
 from .uncertainty import percentile_interval, replicates_from_text, replicates_text, seed_replicates
@@ -82,6 +82,12 @@ RULES = {
     "C14": Rule("Phang", "the top layers can be dropped without re-tuning", 0.02, False,
                 "'the top few layers ... can be discarded without hurting performance': dropping the top layer "
                 "costs less than 2 points of the task's dev metric"),
+    "M1": Rule("methods", "this method changes the top layer less than full fine-tuning", 0.0, True,
+               "parameter-efficient methods are said to stay close to the pre-trained model: top-layer linear CKA "
+               "to the pre-trained model (dev tokens) is higher after this method than after full fine-tuning"),
+    "M2": Rule("methods", "this method learns the task as well as full fine-tuning", 0.02, False,
+               "a method is a substitute when it costs less than 2 points of the task's dev metric against full "
+               "fine-tuning, the margin C12 and C14 use"),
 }
 
 
@@ -144,8 +150,11 @@ def read_training(paths) -> pd.DataFrame:
     for path in paths:
         record = json.loads(Path(path).read_text())
         provenance = record["provenance"]
+        variant = parse_variant(provenance["variant"])
         rows.append({"model": provenance["model"], "variant": provenance["variant"], "task": provenance["task"],
                      "seed": provenance["seed"], "freeze_layers": provenance["settings"]["freeze_layers"],
+                     "method": variant.method or FULL, "fraction": variant.fraction,
+                     "trainable_parameters": record.get("trainable_parameters"),
                      "metric": record["metric"], "dev_metric": record["dev_metric"][record["best_epoch"] - 1],
                      "replicates": replicates_text(record["dev_replicates"]), "n_dev": record["n_dev"],
                      "best_epoch": record["best_epoch"], "epochs_run": len(record["dev_metric"]),
@@ -182,9 +191,10 @@ def frozen_probe_text(bar) -> str:
 
 
 def full_finetuning(variant: str) -> bool:
-    """Whether a variant is a finished fine-tune with no layer frozen (not a seed pair, a snapshot or the base)."""
-    parsed = None if is_seed_pair(variant) else parse_variant(variant)
-    return parsed is not None and parsed.freeze is None and parsed.fraction is None
+    """Whether a variant is a finished full fine-tune: every parameter trained, no layer frozen (not a seed pair, a
+    snapshot, another method or the base)."""
+    parsed = tuned(variant)
+    return parsed is not None and parsed.freeze is None and parsed.fraction is None and parsed.method is None
 
 
 def probe_rows(frame: pd.DataFrame, role: str, task: str) -> pd.Series:
@@ -403,7 +413,7 @@ def merchant_claims(frame: pd.DataFrame, training: pd.DataFrame, task: str) -> l
     rows.append(claim_row("C11", out_domain - rsa_top,
                           f"top-layer RSA (Pearson): in-domain {rsa_top.value:.2f}{_ci(rsa_top)}, out-of-domain "
                           f"{out_domain.value:.2f}{_ci(out_domain)}", rsa_top.value, out_domain.value))
-    trained = training[training["task"] == task]
+    trained = training[(training["task"] == task) & (training["method"] == FULL)]
     frozen = trained[trained["freeze_layers"] > trained["freeze_layers"].min()]
     if frozen.empty:
         rows.append(claim_row("C12", Estimate(np.nan), "no ablations.freeze_layers configured"))
@@ -439,11 +449,35 @@ def phang_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, task: str) -> lis
                              score[1].value)]
 
 
+def method_claims(frame: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
+    """M1 and M2 for each configured fine-tuning method beside full fine-tuning (config methods), named "M1 (name)"."""
+    trained = training[(training["task"] == task) & training["fraction"].isna() & (training["freeze_layers"] == 0)]
+    cka = frame[(frame["measure"] == versus("linear_cka")) & probe_rows(frame, DEV_ROLE, task)
+                & (frame["representation"] == "token")]
+    full_cka = at_layer(cka[cka["variant"].map(full_finetuning).astype(bool)])
+    full_dev = dev_estimate(trained[trained["method"] == FULL])
+    rows = []
+    for method in sorted(set(trained["method"]) - {FULL}):
+        chosen = trained[trained["method"] == method]
+        method_cka = at_layer(cka[cka["variant"].isin(chosen["variant"])])
+        method_dev = dev_estimate(chosen)
+        parameters = f"{chosen['trainable_parameters'].iloc[0]:,.0f} parameters trained"
+        rows.append({**claim_row("M1", method_cka - full_cka,
+                                 f"top-layer linear CKA to the pre-trained model: {method} {method_cka.value:.3f}"
+                                 f"{_ci(method_cka)} ({parameters}), full {full_cka.value:.3f}{_ci(full_cka)}",
+                                 full_cka.value, method_cka.value), "claim": f"M1 ({method})"})
+        rows.append({**claim_row("M2", full_dev - method_dev,
+                                 f"dev {chosen['metric'].iloc[0]}: {method} {method_dev.value:.3f}{_ci(method_dev)}, "
+                                 f"full {full_dev.value:.3f}{_ci(full_dev)}", full_dev.value, method_dev.value),
+                     "claim": f"M2 ({method})"})
+    return rows
+
+
 def task_claims(frame: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, task: str) -> list[dict]:
-    """The claims C1-C14 (README "The four studies") for one model and task, from its tidy metric rows, layer-drop and
-    training tables."""
+    """The claims C1-C14 (README "The four studies") for one model and task, and M1-M2 for each configured method,
+    from its tidy metric rows, layer-drop and training tables."""
     return (isotropy_claims(frame, task) + directprobe_claims(frame, task) + merchant_claims(frame, training, task)
-            + phang_claims(frame, layerdrop, task))
+            + phang_claims(frame, layerdrop, task) + method_claims(frame, training, task))
 
 
 def claims_table(tables: pd.DataFrame, layerdrop: pd.DataFrame, training: pd.DataFrame, baselines: pd.DataFrame,

@@ -28,14 +28,17 @@ def _steps():
         "extract": lambda a: activations.extract(a.model, a.probe, a.out, a.settings, a.threads, a.provenance),
         "metrics": lambda a: metrics.layer_metrics(a.activations[0], a.out, a.settings, a.provenance, a.weights),
         "compare": lambda a: metrics.compare_metrics(*a.activations, a.weights, a.out, a.settings, a.provenance),
-        "seed-floor": lambda a: metrics.seed_floor_metrics(*a.activations, a.pair_weights, a.out, a.settings,
-                                                           a.provenance),
+        "seed-floor": lambda a: metrics.variants_metrics(*a.activations, a.pair_weights, a.out, a.settings,
+                                                         a.provenance, "seed_floor"),
+        "between": lambda a: metrics.variants_metrics(*a.activations, a.pair_weights, a.out, a.settings,
+                                                      a.provenance, "between"),
         "figures": lambda a: figures.study_figures(
             tables.read_tables(a.tables), tables.read_tables(a.comparisons), tables.read_tables(a.layerdrop),
             claims.read_training(a.training), claims.read_baselines(a.baselines), a.dest, a.title),
         "dynamics": lambda a: figures.dynamics_figure(
             tables.read_tables(a.tables), tables.read_tables(a.comparisons), claims.read_training(a.training), a.dest,
             a.title),
+        "compared": lambda a: figures.comparisons_figure(tables.read_tables(a.comparisons), a.dest, a.title),
         "readme": lambda a: readme.refresh(a.dest or ".", a.out, "README.md", a.check),
         "table": lambda a: tables.merge_tables(a.tables, a.out),
         "claims": lambda a: claims.write_claims(claims.claims_table(
@@ -55,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--probe")
     p.add_argument("--activations", nargs="*", default=[])
     p.add_argument("--weights", nargs="?", help="the fine-tuned model.safetensors the activations must come from")
-    p.add_argument("--pair-weights", nargs=2, help="seed-floor: the two fine-tuned model.safetensors compared")
+    p.add_argument("--pair-weights", nargs=2, help="seed-floor, between: the two fine-tuned model.safetensors")
     p.add_argument("--tables", nargs="*", default=[])
     p.add_argument("--comparisons", nargs="*", default=[])
     p.add_argument("--layerdrop", nargs="*", default=[])

@@ -14,7 +14,9 @@ from .catalog import DEV_ROLE, OUT_OF_DOMAIN, TAGGED  # noqa: F401  (the roles, 
 from .errors import UserError
 
 BASE = "base"
+FULL = "full"  # the method of a fine-tune that trains every parameter
 PAIR = "-vs-s"
+BETWEEN = "__vs__"  # joins the two variants of a configured comparison
 SINGLE_ROLES = (TAGGED, OUT_OF_DOMAIN)
 RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0}
 HEAVY_RULES = ("finetune", "baseline", "extract")
@@ -111,6 +113,12 @@ def check_config(config: dict, schema_path) -> dict:
         if unknown:
             raise UserError(f"config key dynamics.{key}: {', '.join(map(str, unknown))} not among the config's {key} "
                             f"({', '.join(map(str, known))})")
+    known = variants(config)[1:]
+    for index, pair in enumerate(config["comparisons"]):
+        unknown = [name for name in pair if name not in known]
+        if unknown or pair[0] == pair[1]:
+            what = f"{unknown[0]} is not a fine-tuned variant of this config" if unknown else "a variant with itself"
+            raise UserError(f"config key comparisons.{index}: {what}; the variants are {', '.join(known)}")
     try:
         catalog.resolve(config["measures"], config["metrics"]["layer_by_layer"])
     except ValueError as exc:
@@ -178,19 +186,22 @@ def load_config(path, schema_path) -> dict:
 
 @dataclass(frozen=True)
 class Variant:
-    """A fine-tuned model: task, seed, the number of bottom layers frozen (None: the task's setting), and the fraction
-    of the planned training steps its weights were taken at (None: the finished fine-tune)."""
+    """A fine-tuned model: task, seed, the number of bottom layers frozen (None: the task's setting), the fraction
+    of the planned training steps its weights were taken at (None: the finished fine-tune), and the fine-tuning method
+    (a config `methods` name; None: every parameter trains)."""
 
     task: str
     seed: int
     freeze: int | None = None
     fraction: float | None = None
+    method: str | None = None
 
     @property
     def name(self) -> str:
+        how = "" if self.method is None else f"+{self.method}"
         frozen = "" if self.freeze is None else f"-f{self.freeze}"
         taken = "" if self.fraction is None else f"-at{self.fraction:g}"
-        return f"{self.task}{frozen}-s{self.seed}{taken}"
+        return f"{self.task}{how}{frozen}-s{self.seed}{taken}"
 
 
 def task_finetune(config: dict, task: str) -> dict:
@@ -199,10 +210,14 @@ def task_finetune(config: dict, task: str) -> dict:
 
 
 def finetune_settings(config: dict, variant: Variant) -> dict:
-    """The task's finetune settings (task_finetune) with the variant's freezing and stopping fraction on top."""
+    """The task's finetune settings (task_finetune) with the variant's freezing, stopping fraction and method on top."""
     settings = task_finetune(config, variant.task)
     if variant.freeze is not None:
         settings = {**settings, "freeze_layers": variant.freeze}
+    if variant.method is not None:
+        method = config["methods"][variant.method]
+        settings = {**settings, "learning_rate": method.get("learning_rate", settings["learning_rate"]),
+                    "method": {"name": variant.method, **method}}
     return settings if variant.fraction is None else {**settings, "stop_fraction": variant.fraction}
 
 
@@ -217,15 +232,20 @@ def parse_variant(variant: str) -> Variant | None:
     """The fine-tuned variant a name stands for; None for the pre-trained model."""
     if variant == BASE:
         return None
-    task, freeze, seed, fraction = re.fullmatch(r"(.+?)(?:-f(\d+))?-s(\d+)(?:-at([\d.]+))?", variant).groups()
+    task, method, freeze, seed, fraction = re.fullmatch(r"(.+?)(?:\+([\w.]+))?(?:-f(\d+))?-s(\d+)(?:-at([\d.]+))?",
+                                                      variant).groups()
     return Variant(task, int(seed), None if freeze is None else int(freeze),
-                   None if fraction is None else float(fraction))
+                   None if fraction is None else float(fraction), method)
 
 
-def task_variants(config: dict, task: str, frozen: bool = True) -> list[Variant]:
-    """Every seed of a task, fully fine-tuned and (with `frozen`) with each configured frozen depth."""
-    depths = [None] + (config["ablations"]["freeze_layers"] if frozen else [])
-    return [Variant(task, seed, k) for k in depths for seed in config["seeds"]]
+def task_variants(config: dict, task: str, full_only: bool = False) -> list[Variant]:
+    """Every seed of a task fully fine-tuned and, unless `full_only`, with each configured frozen depth and each
+    fine-tuning method."""
+    full = [Variant(task, seed) for seed in config["seeds"]]
+    if full_only:
+        return full
+    return (full + [Variant(task, seed, k) for k in config["ablations"]["freeze_layers"] for seed in config["seeds"]]
+            + [Variant(task, seed, method=m) for m in config["methods"] for seed in config["seeds"]])
 
 
 def snapshot_variants(config: dict, task: str) -> list[Variant]:
@@ -238,13 +258,13 @@ def snapshot_variants(config: dict, task: str) -> list[Variant]:
 
 
 def is_snapshot(variant: str) -> bool:
-    parsed = None if variant == BASE or is_seed_pair(variant) else parse_variant(variant)
+    parsed = tuned(variant)
     return parsed is not None and parsed.fraction is not None
 
 
 def seed_pairs(config: dict, task: str) -> list[tuple[str, str]]:
     """The fully fine-tuned variants of a task compared with each other for the seed floor: consecutive seeds."""
-    tuned = [v.name for v in task_variants(config, task, frozen=False)]
+    tuned = [v.name for v in task_variants(config, task, full_only=True)]
     return list(zip(tuned, tuned[1:]))
 
 
@@ -255,6 +275,30 @@ def pair_name(first: str, second: str) -> str:
 
 def is_seed_pair(variant: str) -> bool:
     return PAIR in variant
+
+
+def is_comparison(variant: str) -> bool:
+    return BETWEEN in variant
+
+
+def comparison_name(first: str, second: str) -> str:
+    return f"{first}{BETWEEN}{second}"
+
+
+def comparison_variants(comparison: str) -> tuple[str, str]:
+    first, second = comparison.split(BETWEEN)
+    return first, second
+
+
+def tuned(variant: str) -> Variant | None:
+    """The fine-tuned variant a table's variant column names; None for the base model, a seed pair or a comparison."""
+    return None if variant == BASE or is_seed_pair(variant) or is_comparison(variant) else parse_variant(variant)
+
+
+def shared_probe_sets(config: dict, first: str, second: str) -> list[str]:
+    """The probe sets both variants are extracted on: the shared sets, and a task's dev set when both tuned on it."""
+    theirs = set(probe_sets(config, second))
+    return [probe for probe in probe_sets(config, first) if probe in theirs]
 
 
 def pair_variants(pair: str) -> tuple[str, str]:

@@ -12,9 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .catalog import MEASURES, get, named, seed_floor, versus
+from .catalog import MEASURES, between as between_name, get, named, seed_floor, versus
 from .claims import RSA, Estimate, dev_estimate, full_finetuning, interval, rows_estimate, seed_estimate
-from .config import DEV_ROLE, OUT_OF_DOMAIN, TAGGED, is_seed_pair, is_snapshot, parse_variant
+from .config import (DEV_ROLE, FULL, OUT_OF_DOMAIN, TAGGED, comparison_variants, is_comparison, is_seed_pair,
+                     is_snapshot, parse_variant, tuned)
 from .provenance import atomic_path
 from .tasks import ACCURACY
 
@@ -28,6 +29,7 @@ LAYER = "layer (0 = embeddings)"
 REPRESENTATIONS = {"token": "tokens", "cls": "[CLS]", "mean": "mean", "word": "words"}
 WIDTH = 9.5
 """Inches: the report shows figures about 900 px wide, so at 110 dpi 8 pt text stays readable."""
+COMPARED = "comparisons"
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
 plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False,
                      "axes.grid": True, "grid.alpha": 0.3, "font.size": 8, "legend.fontsize": 7.5,
@@ -250,7 +252,7 @@ def probing_figure(tables, training, baselines, dest, title):
     pre_and_fine(axes[2], tables, "task_probe_accuracy", dev, "mean", "Task probe (mean vectors)",
                  "held-out accuracy")
     baseline_lines(axes[2], baselines, frozen=False)
-    grouped = training.groupby("freeze_layers")
+    grouped = training[training["method"] == FULL].groupby("freeze_layers")
     positions = np.arange(grouped.ngroups)
     bars(axes[3], [dev_estimate(part) for _, part in grouped],
          [COLOURS["fine-tuned"]] + [COLOURS["frozen"]] * (grouped.ngroups - 1))
@@ -294,7 +296,7 @@ def rsa_figure(comparisons, dest, title):
          "permutation baseline (rows shuffled)", COLOURS["control"], (0, (1, 1)), "x")
     axes[0].set(title=f"{get(RSA).label}, pre-trained vs fine-tuned", xlabel=LAYER, ylabel=get(RSA).unit)
     axes[1].set(title="Linear CKA, pre-trained vs fine-tuned", xlabel=LAYER, ylabel="CKA")
-    tuned = comparisons[~comparisons["variant"].map(is_seed_pair)]
+    tuned = comparisons[comparisons["variant"].map(lambda v: not is_seed_pair(v) and parse_variant(v).method is None)]
     in_domain = tuned[tuned["probe_role"] == DEV_ROLE]
     for variant_freeze, part in in_domain.groupby(in_domain["variant"].map(lambda v: parse_variant(v).freeze or 0)):
         colour = COLOURS["fine-tuned"] if variant_freeze == 0 else COLOURS["frozen"]
@@ -376,6 +378,57 @@ def similarity_figure(comparisons, dest, title):
     legend_below(fig, "probe set", seeds_note(comparisons))
     fig.suptitle(f"{title}: pre-trained vs fine-tuned, same layer, every similarity measure (tokens)")
     save(fig, dest, "similarity")
+
+
+METHOD_COLOURS = ("#c44e52", "#8172b3", "#937860", "#da8bc3", "#64b5cd", "#8c613c")
+
+
+def method_of(variant: str) -> str | None:
+    """The fine-tuning method of a finished, unfrozen fine-tune (FULL for full fine-tuning); None for every other
+    variant (the base, a frozen variant, a snapshot, a seed pair)."""
+    parsed = tuned(variant)
+    return parsed.method or FULL if parsed and parsed.freeze is None and parsed.fraction is None else None
+
+
+def methods_figure(tables, comparisons, layerdrop, training, baselines, dev, dest, title):
+    """Full fine-tuning beside every configured method (config methods): what each changes per layer (CKA and RSA to
+    the pre-trained model, isotropy, a task probe), its layer drop, and its dev metric against the parameters it
+    trains."""
+    trained = training[training["variant"].map(method_of).notna()]
+    order = [FULL] + sorted(set(trained["method"]) - {FULL})
+    colours = dict(zip(order, [COLOURS["fine-tuned"], *METHOD_COLOURS]))
+    counts = trained.groupby("method")["trainable_parameters"].first()
+    labels = {m: f"{m} ({counts[m]:,.0f} parameters trained)" if np.isfinite(counts.get(m, np.nan)) else m
+              for m in order}
+    fig, axes = panel_grid(6, 3, 2.6)
+    panels = [(comparisons, versus("linear_cka"), "token", get("linear_cka"), ", pre-trained vs fine-tuned"),
+              (comparisons, versus(RSA), "token", get(RSA), ", pre-trained vs fine-tuned"),
+              (tables, "isotropy_centred", "token", get("isotropy_centred"), ""),
+              (tables, "task_probe_accuracy", "mean", get("task_probe_accuracy"), " (mean vectors)")]
+    for ax, (frame, name, representation, measure, what) in zip(axes, panels):
+        rows = select(frame, name, dev, representation)
+        if (rows["variant"] == "base").any():
+            band(ax, rows[rows["variant"] == "base"], "pre-trained", COLOURS["pre-trained"])
+        for method in order:
+            band(ax, rows[rows["variant"].map(method_of) == method], labels[method], colours[method])
+        ax.set(title=measure.label + what, xlabel=LAYER + undefined_layers(rows), ylabel=measure.unit)
+    baseline_lines(axes[3], baselines, frozen=False)
+    dropped = layerdrop.rename(columns={"layers_dropped": "layer", "dev_metric": "value"})
+    for method in order:
+        band(axes[4], dropped[dropped["variant"].map(method_of) == method], labels[method], colours[method])
+    baseline_lines(axes[4], baselines)
+    axes[4].set(title="Top layers dropped, no re-tuning", xlabel="top layers dropped",
+                ylabel=f"dev {dev_metric_name(layerdrop)}")
+    for method in order:
+        estimate = dev_estimate(trained[trained["method"] == method])
+        axes[5].plot([counts.get(method, np.nan)], [estimate.value], color=colours[method], marker="o")
+        axes[5].vlines([counts.get(method, np.nan)], *interval(estimate), color=colours[method], lw=1.5)
+    baseline_lines(axes[5], baselines)
+    axes[5].set(xscale="log", title="Dev metric against parameters trained", xlabel="parameters trained (log)",
+                ylabel=f"dev {dev_metric_name(trained)} (whisker: 95% interval)")
+    legend_below(fig, "fine-tuning method", seeds_note(tables))
+    fig.suptitle(f"{title}: full fine-tuning and parameter-efficient methods, side by side on {dev}")
+    save(fig, dest, "methods")
 
 
 def fraction_of(variant: str) -> float:
@@ -485,6 +538,31 @@ def dynamics_figure(tables, comparisons, training, dest, title):
     save(fig, dest, "dynamics")
 
 
+def comparisons_figure(comparisons, dest, title):
+    """Every pair measure between the two variants of each configured comparison, per layer, one colour per
+    comparison and one line style per probe set, beside the seed floor (grey) where the catalog computes one."""
+    between = comparisons[comparisons["variant"].map(is_comparison)]
+    print(f"{between['variant'].nunique()} comparisons, {len(between)} rows", flush=True)
+    pairs = sorted(between["variant"].unique())
+    colours = dict(zip(pairs, [COLOURS["fine-tuned"], *METHOD_COLOURS, COLOURS["frozen"], COLOURS["pre-trained"]]))
+    measures = [m for m in MEASURES if m.base_vs_finetuned and (between["measure"] == between_name(m.name)).any()]
+    fig, axes = panel_grid(len(measures), 3, 2.4)
+    for ax, measure in zip(axes, measures):
+        part = select(between, between_name(measure.name), None, "token")
+        for pair in pairs:
+            for probe, label, (style, marker, _) in probe_lines(part[part["variant"] == pair]):
+                rows = part[(part["variant"] == pair) & (part["probe"] == probe)]
+                band(ax, rows, f"{' vs '.join(comparison_variants(pair))}, {label}", colours[pair], style, marker)
+        if measure.seed_floor:
+            floor_lines(ax, comparisons, measure.name)
+        reading = "1" if measure.kind == "similarity" else "0"
+        ax.set(title=f"{measure.label} ({reading} = the same)", xlabel=LAYER + undefined_layers(part),
+               ylabel=measure.unit)
+    legend_below(fig, "comparison, probe set", "bars: 95% interval over resampled sentences")
+    fig.suptitle(f"{title}: the configured comparisons, same layer, every pair measure (tokens)")
+    save(fig, dest, COMPARED)
+
+
 def study_figures(tables, comparisons, layerdrop, training, baselines, dest, title) -> None:
     """Render the study figures of one model and task into `dest` (PNG and PDF each)."""
     print(f"{len(tables)} metric rows, {len(comparisons)} comparison rows, {len(layerdrop)} layer-drop rows, "
@@ -496,3 +574,5 @@ def study_figures(tables, comparisons, layerdrop, training, baselines, dest, tit
     rsa_figure(comparisons, dest, title)
     cka_figure(tables, layerdrop, baselines, dev, dest, title)
     similarity_figure(comparisons, dest, title)
+    if (training["method"] != FULL).any():
+        methods_figure(tables, comparisons, layerdrop, training, baselines, dev, dest, title)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import methods
 from .errors import UserError
 from .models import autocast, load_tokenizer, resolve_model, select_device, training_precision
 from .progress import progress
@@ -187,7 +188,13 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
     model = kind.load_model(resolved.path, model_spec.get("trust_remote_code", False), len(task["label_names"]))
     model.config.id2label = dict(enumerate(task["label_names"]))
     model.config.label2id = {name: i for i, name in enumerate(task["label_names"])}
+    method = settings.get("method")
+    if method is not None and settings["freeze_layers"]:
+        raise UserError(f"config key methods.{method['name']}: a {method['kind']} fine-tune freezes the encoder its "
+                        f"own way; it cannot also freeze the bottom {settings['freeze_layers']} layers "
+                        "(finetune.freeze_layers)")
     freeze_bottom(model, settings["freeze_layers"])
+    methods.prepare(model, method)
     model.to(device).train()
 
     train, dev = (kind.encode(tokenizer, task[split], settings["max_length"]) for split in ("train", "dev"))
@@ -198,6 +205,9 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
     steps = settings["epochs"] * per_epoch
     stop_step = None if settings.get("stop_fraction") is None else max(1, round(settings["stop_fraction"] * steps))
     trainable = [p for p in model.parameters() if p.requires_grad]
+    trained = methods.trainable_parameters(model)
+    print(f"{trained:,} of {sum(p.numel() for p in model.parameters()):,} parameters train"
+          + (f" ({method['name']}: {method['kind']})" if method else ""), flush=True)
     optimizer = torch.optim.AdamW(trainable, lr=settings["learning_rate"], weight_decay=settings["weight_decay"],
                                   fused=device.type in FUSED_ADAMW)
     schedule = get_linear_schedule_with_warmup(optimizer, int(settings["warmup_ratio"] * steps), steps)
@@ -263,6 +273,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         best_epoch, evaluations = 0, [asdict(evaluate(model, tokenizer, kind, dev, settings, device))]
         print(f"kept the weights of step {len(losses)} of {steps}: dev {_scores(evaluations[0])}", flush=True)
     dev_metric = [evaluation["scores"][metric] for evaluation in evaluations]
+    model = methods.fold(model)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".staging-{os.getpid()}"
@@ -285,6 +296,8 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         "n_train": len(train.features),
         "n_dev": len(dev.features),
         "planned_steps": steps,
+        "trainable_parameters": trained,
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
         "seconds": round(time.time() - started, 1),
     })
     shutil.rmtree(checkpoint.parent, ignore_errors=True)

@@ -483,12 +483,18 @@ def compare_metrics(base_file, finetuned_file, weights, out, settings: dict, ide
         _pair_table(base, tuned, out, settings, identity, lambda m: m.base_vs_finetuned, catalog.versus)
 
 
-def seed_floor_metrics(first_file, second_file, weights: list, out, settings: dict, identity: dict) -> None:
-    """Per layer, every chosen `seed_floor` pair measure between two fine-tuning seeds of one variant (identity's
-    `pair` names them; its variant names the pair): how much the representations differ when only the seed does."""
+PAIRS = {"seed_floor": (lambda m: m.seed_floor, catalog.seed_floor),
+         "between": (lambda m: m.base_vs_finetuned, catalog.between)}
+
+
+def variants_metrics(first_file, second_file, weights: list, out, settings: dict, identity: dict, pair: str) -> None:
+    """Per layer, the chosen pair measures between two fine-tuned variants (identity's `pair` names them; its variant
+    names the pair): `seed_floor`, the catalog's seed-floor measures between two fine-tuning seeds of one variant (how
+    much the representations differ when only the seed does); `between`, every pair measure between the two variants
+    of a configured comparison."""
     first_variant, second_variant = identity["pair"]
     with (Activations(first_file, expect=expected_provenance({**identity, "variant": first_variant}, weights[0]))
           as first,
           Activations(second_file, expect={**expected_provenance({**identity, "variant": second_variant}, weights[1]),
                                            "n_layers": first.n_layers}) as second):
-        _pair_table(first, second, out, settings, identity, lambda m: m.seed_floor, catalog.seed_floor)
+        _pair_table(first, second, out, settings, identity, *PAIRS[pair])

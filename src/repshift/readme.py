@@ -12,7 +12,7 @@ import pandas as pd
 
 from .catalog import MEASURES, SEED_FLOOR, VERSUS, seed_floor, versus
 from .claims import full_finetuning, read_baselines, read_training, verdict_cell
-from .config import DEV_ROLE, OUT_OF_DOMAIN, is_seed_pair
+from .config import DEV_ROLE, FULL, OUT_OF_DOMAIN, is_seed_pair, parse_variant
 from .errors import UserError
 from .provenance import write_json
 from .tables import read_tables, write_csv
@@ -87,7 +87,8 @@ def snapshot(root: Path, dest: Path) -> None:
     shutil.copyfile(results / "tables/claims.csv", dest / "claims.csv")
     training = read_training(sorted(results.glob("models/*/*/train_metrics.json")))
     baselines = read_baselines(sorted(results.glob("baselines/*/*.json")))
-    learning = training.drop(columns="replicates").merge(baselines, on=["model", "task", "metric"], how="left")
+    learning = training[training["fraction"].isna()].drop(columns="replicates").merge(
+        baselines, on=["model", "task", "metric"], how="left")
     write_csv(learning.sort_values(["model", "task", "variant"]), dest / "learning.csv")
     table = read_tables([results / "tables/metrics.csv"])
     top = table[(table["representation"] == "token") & table["layer_b"].isna()
@@ -138,11 +139,14 @@ def sections(dest: Path, snapshot: Snapshot = SNAPSHOTS[0]) -> dict[str, str]:
     timing = wall + "\n" + _table(["rule", "jobs", "job-seconds", "mean"], [
         [r.rule, r.jobs, f"{r.job_seconds:,.0f}", f"{r.job_seconds / r.jobs:.0f} s"] for r in rules.itertuples()])
     rows = []
+    learning["method"] = learning["variant"].map(lambda v: parse_variant(v).method or FULL)
     for (model, task), part in learning.groupby(["model", "task"], sort=False):
-        for frozen, variants in part.groupby("freeze_layers"):
+        groups = sorted(part.groupby(["method", "freeze_layers"]), key=lambda group: (group[0][0] != FULL, group[0]))
+        for (method, frozen), variants in groups:
             scores = ", ".join(f"{a:.3f}" for a in variants["dev_metric"])
             first = variants.iloc[0]
-            rows.append([f"{model} / {task}", "full" if frozen == 0 else f"bottom {frozen} frozen",
+            how = method if method != FULL else FULL if frozen == 0 else f"bottom {frozen} frozen"
+            rows.append([f"{model} / {task}", how,
                          f"{first['metric']} {variants['dev_metric'].mean():.3f} ({scores})",
                          ", ".join(f"{b} of {n}" for b, n in zip(variants["best_epoch"], variants["epochs_run"])),
                          f"{first['trivial']:.3f} ({first['trivial_name']})",

@@ -30,11 +30,15 @@ def alternatives(names):
     return "|".join(re.escape(str(n)) for n in names)
 
 
-FINETUNED = f"(?:{alternatives(TASKS)})(?:-f\\d+)?-s\\d+"
+METHODS = config["methods"]
+HOW = f"(?:\\+(?:{alternatives(METHODS)}))?" if METHODS else ""
+FINETUNED = f"(?:{alternatives(TASKS)}){HOW}(?:-f\\d+)?-s\\d+"
 SNAPSHOT = f"(?:{alternatives(TASKS)})-s\\d+-at[\\d.]+"
 SEED_PAIR = f"(?:{alternatives(TASKS)})-s\\d+{re.escape(rc.PAIR)}\\d+"
-FIGURES = ["isotropy", "directprobe", "probing", "rsa", "cka", "similarity"]
+COMPARISONS = [rc.comparison_name(*pair) for pair in config["comparisons"]]
+FIGURES = ["isotropy", "directprobe", "probing", "rsa", "cka", "similarity"] + (["methods"] if METHODS else [])
 DYNAMICS = "dynamics"
+COMPARED = "comparisons"
 
 
 wildcard_constraints:
@@ -43,6 +47,7 @@ wildcard_constraints:
     variant=f"base|{FINETUNED}|{SNAPSHOT}",
     finetuned=f"{FINETUNED}|{SNAPSHOT}",
     pair=SEED_PAIR,
+    comparison=alternatives(COMPARISONS) or "(?!)",
     probe=alternatives([rc.dev_probe(t) for t in TASKS] + list(PROBES)),
     figure=alternatives(FIGURES),
     assembled=alternatives(ASSEMBLED_IDS) or "(?!)",
@@ -137,17 +142,21 @@ def floor_tables(model, task):
             for probe in rc.probe_sets(config, rc.pair_variants(p)[0])]
 
 
-def pair_inputs(wildcards):
-    variants = rc.pair_variants(wildcards.pair)
-    return {"activations": [f"results/activations/{wildcards.model}/{v}/{wildcards.probe}.h5" for v in variants],
-            "weights": [w for v in variants for w in finetuned_weights(wildcards.model, v)]}
+def pair_inputs(model, probe, variants):
+    """The activation files and fine-tuned weights of two variants on one probe set (a seed pair or a comparison)."""
+    return {"activations": [f"results/activations/{model}/{v}/{probe}.h5" for v in variants],
+            "weights": [w for v in variants for w in finetuned_weights(model, v)]}
 
 
-def pair_provenance(wildcards):
-    variants = rc.pair_variants(wildcards.pair)
-    return provenance("metrics", model=wildcards.model, variant=wildcards.pair, task=rc.parse_variant(variants[0]).task,
-                      seed="", probe=wildcards.probe, probe_role=rc.probe_role(config, wildcards.probe),
-                      pair=list(variants))
+def pair_provenance(model, probe, name, variants):
+    return provenance("metrics", model=model, variant=name, task=rc.parse_variant(variants[0]).task, seed="",
+                      probe=probe, probe_role=rc.probe_role(config, probe), pair=list(variants))
+
+
+def between_tables(model):
+    """Every table of the configured comparisons, on each probe set both variants have."""
+    return [f"results/between/{model}/{rc.comparison_name(*pair)}/{probe}.csv" for pair in config["comparisons"]
+            for probe in rc.shared_probe_sets(config, *pair)]
 
 
 def task_inputs(model, task):
@@ -187,4 +196,5 @@ def final_outputs():
                for ext in ("png", "pdf")]
     dynamics = [f"results/figures/{m}/{t}/{DYNAMICS}.{ext}" for m in MODELS for t in config["dynamics"]["tasks"]
                 for ext in ("png", "pdf")]
-    return figures + dynamics + ["results/tables/metrics.csv", "results/tables/claims.csv"]
+    compared = [f"results/figures/{m}/{COMPARED}.{ext}" for m in MODELS if COMPARISONS for ext in ("png", "pdf")]
+    return figures + dynamics + compared + ["results/tables/metrics.csv", "results/tables/claims.csv"]

@@ -57,10 +57,38 @@ rule dynamics:
         " --training {input.snapshots:q} --dest {params.out_dir:q} --title {params.title:q} > {log} 2>&1"
 
 
+rule compared:
+    input:
+        between=lambda wc: between_tables(wc.model),
+        floors=lambda wc: [path for task in TASKS for path in floor_tables(wc.model, task)],
+    output:
+        png=report(
+            f"results/figures/{{model}}/{COMPARED}.png",
+            caption=f"../report/{COMPARED}.rst",
+            category="Figures",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": COMPARED},
+        ),
+        pdf=f"results/figures/{{model}}/{COMPARED}.pdf",
+    params:
+        title=lambda wc: f"{wc.model} ({Path(MODELS[wc.model]['id']).name})",
+        out_dir=lambda wc: f"results/figures/{wc.model}",
+        code=code_version("figures"),
+    threads: res("figures", "threads")
+    resources:
+        mem_mb=res("figures", "mem_mb"),
+        runtime=res("figures", "runtime"),
+    log:
+        "logs/figures/{model}/comparisons.log",
+    shell:
+        "{REPSHIFT} compared --comparisons {input.between:q} {input.floors:q} --dest {params.out_dir:q}"
+        " --title {params.title:q} > {log} 2>&1"
+
+
 rule table:
     input:
         tables=lambda wc: sorted(set(all_inputs("tables"))),
-        comparisons=lambda wc: sorted(set(all_inputs("comparisons"))),
+        comparisons=lambda wc: sorted(set(all_inputs("comparisons") + [t for m in MODELS for t in between_tables(m)])),
     output:
         report("results/tables/metrics.csv", caption="../report/table.rst", category="Tables"),
     params:

@@ -45,12 +45,12 @@ rule compare:
 
 rule seed_floor:
     input:
-        unpack(pair_inputs),
+        unpack(lambda wc: pair_inputs(wc.model, wc.probe, rc.pair_variants(wc.pair))),
     output:
         "results/floor/{model}/{pair}/{probe}.csv",
     params:
         settings=as_json(rc.metric_settings(config)),
-        provenance=pair_provenance,
+        provenance=lambda wc: pair_provenance(wc.model, wc.probe, wc.pair, rc.pair_variants(wc.pair)),
     threads: res("seed_floor", "threads")
     resources:
         mem_mb=res("seed_floor", "mem_mb"),
@@ -59,4 +59,24 @@ rule seed_floor:
         "logs/floor/{model}/{pair}/{probe}.log",
     shell:
         "{REPSHIFT} seed-floor --activations {input.activations:q} --pair-weights {input.weights:q}"
+        " --out {output:q} --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"
+
+
+rule between:
+    input:
+        unpack(lambda wc: pair_inputs(wc.model, wc.probe, rc.comparison_variants(wc.comparison))),
+    output:
+        "results/between/{model}/{comparison}/{probe}.csv",
+    params:
+        settings=as_json(rc.metric_settings(config)),
+        provenance=lambda wc: pair_provenance(wc.model, wc.probe, wc.comparison,
+                                              rc.comparison_variants(wc.comparison)),
+    threads: res("compare", "threads")
+    resources:
+        mem_mb=res("compare", "mem_mb"),
+        runtime=res("compare", "runtime"),
+    log:
+        "logs/between/{model}/{comparison}/{probe}.log",
+    shell:
+        "{REPSHIFT} between --activations {input.activations:q} --pair-weights {input.weights:q}"
         " --out {output:q} --settings {params.settings:q} --provenance {params.provenance:q} > {log} 2>&1"

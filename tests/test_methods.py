@@ -1,0 +1,161 @@
+"""Fine-tuning methods: LoRA (through peft) and BitFit train what they claim to, fold back into plain encoders that
+every later step reads, and run for every task kind and encoder family."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from safetensors.numpy import load_file
+
+from conftest import FAMILIES, REPO, encoder_prefix, make_family_model
+from repshift import config as rc
+from repshift import data
+from repshift import finetune as finetuning
+from repshift.claims import full_finetuning
+from repshift.errors import UserError
+from test_task_kinds import SETTINGS, SOURCES
+
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+# the last names of each family's attention query and value projections
+QUERY_VALUE = {"bert": ["query", "value"], "roberta": ["query", "value"], "albert": ["query", "value"],
+               "electra": ["query", "value"], "deberta-v2": ["query_proj", "value_proj"], "mpnet": ["q", "v"]}
+KEY = {"bert": "key", "roberta": "key", "albert": "key", "electra": "key", "deberta-v2": "key_proj", "mpnet": "k"}
+
+
+def method(kind: str, **settings) -> dict:
+    """A config `methods` entry as check_config fills it, with the name finetune_settings gives it."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text()) | {"methods": {kind: {"kind": kind, **settings}}}
+    return {"name": kind, **rc.check_config(config, SCHEMA)["methods"][kind]}
+
+
+def test_method_variants_are_named_parsed_and_run_for_every_task_and_seed():
+    config = rc.check_config(yaml.safe_load((REPO / "config.yaml").read_text()) | {
+        "methods": {"lora": {"kind": "lora"}, "bitfit": {"kind": "bitfit", "learning_rate": 1e-3}}}, SCHEMA)
+    assert config["methods"]["lora"] == {"kind": "lora", "rank": 8, "alpha": 16, "dropout": 0.1,
+                                         "target_modules": ["query", "value"]}
+    variant = rc.Variant("mr", 1, method="lora")
+    assert variant.name == "mr+lora-s1" and rc.parse_variant(variant.name) == variant
+    assert not full_finetuning(variant.name)
+    names = [v.name for v in rc.task_variants(config, "mr")]
+    assert {"mr+lora-s0", "mr+lora-s2", "mr+bitfit-s1", "mr-s0", "mr-f3-s0"} <= set(names)
+    assert [v.name for v in rc.task_variants(config, "mr", full_only=True)] == ["mr-s0", "mr-s1", "mr-s2"]
+    assert rc.finetune_settings(config, variant)["method"] == {"name": "lora", **config["methods"]["lora"]}
+    assert rc.finetune_settings(config, variant)["learning_rate"] == config["finetune"]["learning_rate"]
+    assert rc.finetune_settings(config, rc.Variant("mr", 0, method="bitfit"))["learning_rate"] == 1e-3
+
+
+@pytest.mark.parametrize("entry, culprit", [
+    ({"kind": "prefix"}, "config key methods.x"),
+    ({"kind": "lora", "rank": 0}, "config key methods.x"),
+    ({"kind": "bitfit", "rank": 4}, "config key methods.x"),
+])
+def test_a_bad_method_is_one_line_naming_its_key(entry, culprit):
+    config = yaml.safe_load((REPO / "config.yaml").read_text()) | {"methods": {"x": entry}}
+    with pytest.raises(UserError) as error:
+        rc.check_config(config, SCHEMA)
+    assert str(error.value).startswith(culprit) and "\n" not in str(error.value)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request, tmp_path_factory):
+    return request.param, make_family_model(request.param, tmp_path_factory.mktemp(request.param) / "model")
+
+
+@pytest.fixture(scope="module")
+def sentiment(tiny_assets, tmp_path_factory):
+    _, files = tiny_assets
+    path = tmp_path_factory.mktemp("sentiment") / "task.json"
+    data.prepare_task(SOURCES["classification"](files), None, path, dev_size=20, max_train=60, seed=3,
+                      provenance={"task": "sent"}, kind="classification")
+    return path
+
+
+def test_lora_changes_only_the_layers_it_targets_and_folds_into_the_family_s_own_weights(family, sentiment,
+                                                                                          tmp_path):
+    name, model_dir = family
+    lora = method("lora", rank=2, alpha=4, dropout=0.0, target_modules=QUERY_VALUE[name])
+    finetuning.finetune({"id": str(model_dir)}, sentiment, tmp_path / "ft", 0, {**SETTINGS, "method": lora}, 1,
+                        {"variant": "x"})
+    base, tuned = load_file(model_dir / "model.safetensors"), load_file(tmp_path / "ft/model.safetensors")
+    prefix = encoder_prefix(tuned)
+    assert not any("lora" in key for key in tuned), name
+    kept = [k for k in base if prefix + k in tuned]  # RoBERTa's classifier has no use for the pooler
+    targeted = [k for k in kept if k.endswith(tuple(f".{t}.weight" for t in QUERY_VALUE[name]))]
+    untouched = [k for k in kept if k.endswith(f".{KEY[name]}.weight") or k.endswith("bias")]
+    assert targeted and not any(np.array_equal(base[k], tuned[prefix + k]) for k in targeted), name
+    assert untouched and all(np.array_equal(base[k], tuned[prefix + k]) for k in untouched), name
+    record = json.loads((tmp_path / "ft/train_metrics.json").read_text())
+    assert 0 < record["trainable_parameters"] < record["parameters"] / 5
+
+
+def test_bitfit_trains_the_biases_and_the_head_only(family, sentiment, tmp_path):
+    name, model_dir = family
+    finetuning.finetune({"id": str(model_dir)}, sentiment, tmp_path / "ft", 0,
+                        {**SETTINGS, "method": method("bitfit")}, 1, {"variant": "x"})
+    base, tuned = load_file(model_dir / "model.safetensors"), load_file(tmp_path / "ft/model.safetensors")
+    prefix = encoder_prefix(tuned)
+    kept = [k for k in base if prefix + k in tuned]
+    weights = [k for k in kept if not k.endswith("bias")]
+    biases = [k for k in kept if k.endswith("bias") and k.startswith("encoder.")]
+    assert all(np.array_equal(base[k], tuned[prefix + k]) for k in weights), name
+    # a key projection's bias adds the same score to every key of a query, which softmax ignores: it gets no gradient
+    moved = [k for k in biases if not np.array_equal(base[k], tuned[prefix + k])]
+    assert len(moved) >= len(biases) / 2, (name, sorted(set(biases) - set(moved)))
+
+
+@pytest.mark.parametrize("kind", list(SOURCES))
+def test_lora_fine_tunes_every_kind_and_layer_drop_reads_the_folded_model(kind, tiny_assets, tmp_path):
+    model_dir, files = tiny_assets
+    data.prepare_task(SOURCES[kind](files), None, tmp_path / "task.json", dev_size=20, max_train=60, seed=3,
+                      provenance={"task": kind}, kind=kind)
+    lora = method("lora", rank=2, dropout=0.0)
+    finetuning.finetune({"id": str(model_dir)}, tmp_path / "task.json", tmp_path / "ft", 0,
+                        {**SETTINGS, "method": lora}, 1, {"variant": "x"})
+    base, tuned = load_file(model_dir / "model.safetensors"), load_file(tmp_path / "ft/model.safetensors")
+    prefix = encoder_prefix(tuned)
+    assert not any(np.array_equal(base[k], tuned[prefix + k]) for k in base if k.endswith(".query.weight")), kind
+    assert all(np.array_equal(base[k], tuned[prefix + k]) for k in base if k.endswith(".key.weight")), kind
+    finetuning.layer_drop(tmp_path / "ft", tmp_path / "task.json", tmp_path / "drop.csv", SETTINGS, 1, {})
+    record = json.loads((tmp_path / "ft/train_metrics.json").read_text())
+    dropped = pd.read_csv(tmp_path / "drop.csv").set_index("layers_dropped")["dev_metric"]
+    assert dropped[0] == pytest.approx(record["dev_metric"][record["best_epoch"] - 1], abs=1e-3)
+
+
+def test_a_lora_target_the_encoder_lacks_names_the_key_and_its_linear_layers(sentiment, tiny_assets, tmp_path):
+    model_dir, _ = tiny_assets
+    lora = method("lora", target_modules=["q_proj"])
+    with pytest.raises(UserError, match=r"config key methods\.lora\.target_modules: q_proj not among the linear "
+                                        r"layers of BertModel \(.*query.*value"):
+        finetuning.finetune({"id": str(model_dir)}, sentiment, tmp_path / "ft", 0, {**SETTINGS, "method": lora}, 1,
+                            {"variant": "x"})
+    with pytest.raises(UserError, match=r"config key methods\.bitfit: a bitfit fine-tune .* bottom 1 layers"):
+        finetuning.finetune({"id": str(model_dir)}, sentiment, tmp_path / "ft", 0,
+                            {**SETTINGS, "freeze_layers": 1, "method": method("bitfit")}, 1, {"variant": "x"})
+
+
+@pytest.mark.workflow
+def test_each_method_is_measured_like_full_fine_tuning_and_drawn_beside_it(followed):
+    root = followed.root
+    table = pd.read_csv(root / "results/tables/metrics.csv")
+    for seed in (0, 1):
+        full, lora = (set(table.loc[table["variant"] == v, "measure"]) for v in (f"sent-s{seed}", f"sent+lora-s{seed}"))
+        assert lora and lora == full
+    records = {v: json.loads((root / f"results/models/tiny/{v}/train_metrics.json").read_text())
+               for v in ("sent-s0", "sent+lora-s0")}
+    assert records["sent+lora-s0"]["trainable_parameters"] < records["sent-s0"]["trainable_parameters"] / 5
+    assert (root / "results/layerdrop/tiny/sent+lora-s0.csv").is_file()
+    assert (root / "results/figures/tiny/sent/methods.png").stat().st_size > 20_000
+    assert "methods.png and .pdf: 6 panels" in (root / "logs/figures/tiny/sent.log").read_text()
+
+
+@pytest.mark.workflow
+def test_a_new_method_runs_only_its_own_jobs(followed):
+    jobs = followed.planned_after(lambda config: config["methods"].update(bitfit={"kind": "bitfit"}))
+    own = [(rule, w) for rule, w in jobs if rule not in ("all", "figures", "table", "claims")]
+    assert sorted(rule for rule, _ in own) == sorted(["finetune", "layer_drop"] * 2 + ["extract", "metrics",
+                                                                                      "compare"] * 4)
+    assert all("sent+bitfit-s" in w for _, w in own), own
+    assert sorted(rule for rule, _ in jobs if rule in ("all", "figures", "table", "claims")) == [
+        "all", "claims", "figures", "table"]
