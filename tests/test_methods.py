@@ -159,3 +159,28 @@ def test_a_new_method_runs_only_its_own_jobs(followed):
     assert all("sent+bitfit-s" in w for _, w in own), own
     assert sorted(rule for rule, _ in jobs if rule in ("all", "figures", "table", "claims")) == [
         "all", "claims", "figures", "table"]
+
+
+def test_ia3_scales_the_layers_it_targets_and_folds_them_into_their_weights(sentiment, tiny_assets, tmp_path):
+    model_dir, _ = tiny_assets
+    ia3 = method("ia3", learning_rate=1e-2)
+    assert (ia3["target_modules"], ia3["feedforward_modules"]) == (["key", "value", "output.dense"], ["output.dense"])
+    finetuning.finetune({"id": str(model_dir)}, sentiment, tmp_path / "ft", 0, {**SETTINGS, "method": ia3}, 1,
+                        {"variant": "x"})
+    base, tuned = load_file(model_dir / "model.safetensors"), load_file(tmp_path / "ft/model.safetensors")
+    prefix = encoder_prefix(tuned)
+    assert not any("ia3" in key for key in tuned)
+    targeted = [k for k in base if k.endswith((".key.weight", ".value.weight", ".output.dense.weight"))]
+    untouched = [k for k in base if k.endswith((".query.weight", ".intermediate.dense.weight", "bias"))]
+    assert targeted and not any(np.array_equal(base[k], tuned[prefix + k]) for k in targeted)
+    assert untouched and all(np.array_equal(base[k], tuned[prefix + k]) for k in untouched)
+    # IA3 multiplies a weight's output rows (or a feed-forward layer's input columns) by its learned vector
+    for key in targeted:
+        axis = 0 if ".output.dense." not in key else 1
+        ratio = tuned[prefix + key] / np.where(base[key] == 0, np.nan, base[key])
+        spread = np.nanmax(ratio, axis=1 - axis) - np.nanmin(ratio, axis=1 - axis)
+        assert np.nanmax(spread) < 1e-4, key
+    lopsided = method("ia3", feedforward_modules=["intermediate.dense"])
+    with pytest.raises(UserError, match=r"config key methods\.ia3\.feedforward_modules: each must also be in"):
+        finetuning.finetune({"id": str(model_dir)}, sentiment, tmp_path / "bad", 0,
+                            {**SETTINGS, "method": lopsided}, 1, {"variant": "x"})

@@ -96,3 +96,19 @@ def test_a_second_snapshot_gets_its_own_blocks_and_a_column_per_model_beside_the
 def test_an_unknown_snapshot_folder_is_refused_naming_the_known_ones():
     with pytest.raises(UserError, match="--out benchmarks/elsewhere: .*benchmarks/default_run"):
         readme.snapshot_at("benchmarks/elsewhere")
+
+
+def test_two_runs_of_one_model_and_task_get_a_column_each_named_by_its_run(tmp_path):
+    second = tmp_path / "offline_dynamics_run"
+    shutil.copytree(SNAPSHOT, second)
+    claims = pd.read_csv(second / "claims.csv")
+    claims.loc[claims["claim"] == "C1", "verdict"] = "inconclusive"
+    claims.to_csv(second / "claims.csv", index=False)
+    dynamics = next(s for s in readme.SNAPSHOTS if s.folder.endswith("offline_dynamics_run"))
+    blocks = readme.all_sections({readme.SNAPSHOTS[0]: SNAPSHOT, dynamics: second})
+    header = [cell.strip() for cell in blocks["side_by_side"].splitlines()[0].strip("|").split("|")]
+    assert header == ["claim", "minilm / hedge (configs/offline-dynamics.yaml)", "minilm / hedge (the default run)",
+                      "minilm / mr (configs/offline-dynamics.yaml)", "minilm / mr (the default run)"]
+    c1 = next(line for line in blocks["side_by_side"].splitlines() if line.startswith("| C1 |"))
+    cells = [cell.strip() for cell in c1.strip("|").split("|")][1:]
+    assert cells[0].startswith("inconclusive") and not cells[1].startswith("inconclusive")

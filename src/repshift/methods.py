@@ -1,16 +1,21 @@
 """Fine-tuning methods: which of the encoder's parameters train (every one; BitFit: its biases) or what is added to it
-to train (LoRA, through peft), and the trained model folded back into a plain encoder that extraction, layer drop and
-the measures read like any other. The task head always trains."""
+to train (LoRA and IA3, through peft), and the trained model folded back into a plain encoder that extraction, layer
+drop and the measures read like any other. The task head always trains."""
 
 from .errors import UserError
 
 
-def _linear_names(encoder) -> list[str]:
-    """The last name of every linear layer of the encoder (what LoRA's target_modules match)."""
+def _check_targets(model, method: dict, key: str) -> None:
+    """Every name in method[key] ends the name of one of the encoder's linear layers, as peft matches them ("value",
+    "output.dense"); else one line naming the config key and the layers there are."""
     import torch
 
-    return sorted({name.rsplit(".", 1)[-1] for name, module in encoder.named_modules()
-                   if isinstance(module, torch.nn.Linear)})
+    linear = [name for name, module in model.base_model.named_modules() if isinstance(module, torch.nn.Linear)]
+    missing = [target for target in method[key] if not any(f".{name}".endswith(f".{target}") for name in linear)]
+    if missing:
+        known = sorted({name.rsplit(".", 1)[-1] for name in linear})
+        raise UserError(f"config key methods.{method['name']}.{key}: {', '.join(missing)} not among the linear layers "
+                        f"of {type(model.base_model).__name__} ({', '.join(known)})")
 
 
 def _bitfit(model, method: dict) -> None:
@@ -22,31 +27,41 @@ def _bitfit(model, method: dict) -> None:
 def _lora(model, method: dict) -> None:
     from peft import LoraConfig, inject_adapter_in_model
 
-    known = _linear_names(model.base_model)
-    missing = [target for target in method["target_modules"] if target not in known]
-    if missing:
-        raise UserError(f"config key methods.{method['name']}.target_modules: {', '.join(missing)} not among the "
-                        f"linear layers of {type(model.base_model).__name__} ({', '.join(known)})")
+    _check_targets(model, method, "target_modules")
     config = LoraConfig(r=method["rank"], lora_alpha=method["alpha"], lora_dropout=method["dropout"],
                         target_modules=method["target_modules"])
     inject_adapter_in_model(config, model.base_model)
 
 
-PREPARE = {"bitfit": _bitfit, "lora": _lora}
+def _ia3(model, method: dict) -> None:
+    from peft import IA3Config, inject_adapter_in_model
+
+    for key in ("target_modules", "feedforward_modules"):
+        _check_targets(model, method, key)
+    if not set(method["feedforward_modules"]) <= set(method["target_modules"]):
+        raise UserError(f"config key methods.{method['name']}.feedforward_modules: each must also be in "
+                        "target_modules (they are the targets whose input, not output, is scaled)")
+    inject_adapter_in_model(IA3Config(target_modules=method["target_modules"],
+                                      feedforward_modules=method["feedforward_modules"]), model.base_model)
+
+
+PREPARE = {"bitfit": _bitfit, "lora": _lora, "ia3": _ia3}
 
 
 def prepare(model, method: dict | None):
     """Make `model` train with `method` (a config `methods` entry with its `name`; None: full fine-tuning) in place:
-    LoRA adds rank-r updates BA (scaled by alpha/r) beside the targeted linear layers and freezes the encoder's own
-    weights; BitFit trains only the encoder's biases."""
+    LoRA adds rank-r updates BA (scaled by alpha/r) beside the targeted linear layers, IA3 a learned vector that scales
+    each targeted layer's output (a feed-forward one's input), and both freeze the encoder's own weights; BitFit trains
+    only the encoder's biases."""
     if method is not None:
         PREPARE[method["kind"]](model, method)
     return model
 
 
 def fold(model):
-    """`model` with every LoRA update merged into the weight it sits beside (W + (alpha/r) BA) and the adapter layers
-    replaced by the plain layers they wrap, so it saves and loads as the architecture it came from."""
+    """`model` with every adapter merged into the weight it sits beside (LoRA: W + (alpha/r) BA; IA3: W scaled by its
+    vector) and the adapter layers replaced by the plain layers they wrap, so it saves and loads as the architecture it
+    came from."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     for parent in list(model.modules()):

@@ -27,12 +27,14 @@ class Snapshot:
     folder: str
     run: str
     prefix: str
+    figures: tuple[str, ...] = ("cka", "isotropy")
 
 
 SNAPSHOTS = (Snapshot("benchmarks/default_run", "the default run", ""),
              Snapshot("benchmarks/offline_base_run", "configs/offline-base.yaml", "offline_base_"),
-             Snapshot("benchmarks/offline_kinds_run", "configs/offline-kinds.yaml", "offline_kinds_"))
-FIGURES = ("cka", "isotropy")
+             Snapshot("benchmarks/offline_kinds_run", "configs/offline-kinds.yaml", "offline_kinds_"),
+             Snapshot("benchmarks/offline_dynamics_run", "configs/offline-dynamics.yaml", "offline_dynamics_",
+                      ("dynamics", "methods", "comparisons")))
 
 
 def run_timings(logs: list[Path]) -> tuple[dict, pd.DataFrame]:
@@ -76,8 +78,9 @@ def run_logs(root: Path) -> list[Path]:
     return logs
 
 
-def snapshot(root: Path, dest: Path) -> None:
-    """Copy what the README quotes from the run in `root` (results/ and its newest Snakemake log) into `dest`."""
+def snapshot(root: Path, dest: Path, figures: tuple[str, ...]) -> None:
+    """Copy what the README quotes from the run in `root` (results/, its Snakemake logs, the `figures` it shows) into
+    `dest`."""
     results = root / "results"
     run, jobs = run_timings(run_logs(root))
     dest.mkdir(parents=True, exist_ok=True)
@@ -98,10 +101,10 @@ def snapshot(root: Path, dest: Path) -> None:
     top = top[top["layer"] == top.groupby("model")["layer"].transform("max")]
     write_csv(top.groupby(["model", "task", "probe_role", "measure"])["value"].mean().reset_index(),
               dest / "top_layer.csv")
-    for name in FIGURES:
-        for figure in sorted(results.glob(f"figures/*/*/{name}.png")):
+    for name in figures:
+        for figure in sorted(results.glob(f"figures/**/{name}.png")):
             (dest / "figures").mkdir(exist_ok=True)
-            shutil.copyfile(figure, dest / "figures" / f"{figure.parent.parent.name}-{figure.parent.name}-{name}.png")
+            shutil.copyfile(figure, dest / "figures" / "-".join(figure.relative_to(results / "figures").parts))
 
 
 def compared_names() -> list[str]:
@@ -173,20 +176,22 @@ def sections(dest: Path, snapshot: Snapshot = SNAPSHOTS[0]) -> dict[str, str]:
     return {snapshot.prefix + name: text for name, text in blocks.items()}
 
 
-def side_by_side(folders: list[Path]) -> str:
-    """The verdicts of several snapshots in one table, a column per model and task: the verdict and its number."""
-    claims = pd.concat([pd.read_csv(folder / "claims.csv") for folder in folders])
-    columns = sorted(claims.groupby(["task", "model"], sort=False).groups)
-    cells = {(row.claim, row.model, row.task): verdict_cell(row) for row in claims.itertuples()}
-    return _table(["claim", *(f"{m} / {t}" for t, m in columns)], [
-        [claim, *(cells.get((claim, m, t), "") for t, m in columns)] for claim in claims["claim"].unique()])
+def side_by_side(folders: dict[Snapshot, Path]) -> str:
+    """The verdicts of several snapshots in one table, a column per run, model and task (the run named where two
+    runs share a model and task): the verdict and its number."""
+    claims = pd.concat([pd.read_csv(folder / "claims.csv").assign(run=s.run) for s, folder in folders.items()])
+    columns = sorted(claims.groupby(["task", "model", "run"], sort=False).groups)
+    shared = claims.groupby(["task", "model"])["run"].nunique()
+    cells = {(row.claim, row.model, row.task, row.run): verdict_cell(row) for row in claims.itertuples()}
+    return _table(["claim", *(f"{m} / {t}" + (f" ({run})" if shared[t, m] > 1 else "") for t, m, run in columns)], [
+        [claim, *(cells.get((claim, m, t, run), "") for t, m, run in columns)] for claim in claims["claim"].unique()])
 
 
 def all_sections(folders: dict[Snapshot, Path]) -> dict[str, str]:
     """The blocks of every snapshot whose folder exists, and their verdicts side by side when there are several."""
     present = {s: folder for s, folder in folders.items() if folder.is_dir()}
     blocks = {name: text for s, folder in present.items() for name, text in sections(folder, s).items()}
-    return {**blocks, **({"side_by_side": side_by_side(list(present.values()))} if len(present) > 1 else {})}
+    return {**blocks, **({"side_by_side": side_by_side(present)} if len(present) > 1 else {})}
 
 
 def snapshot_at(folder) -> Snapshot:
@@ -215,7 +220,7 @@ def refresh(root, dest, readme, check: bool = False, kept: Snapshot | None = Non
     dest = readme.parent / SNAPSHOTS[0].folder if dest is None else Path(dest)
     kept = kept or snapshot_at(dest)
     if not check:
-        snapshot(root, dest)
+        snapshot(root, dest, kept.figures)
     text = readme.read_text()
     updated = render(text, all_sections({s: readme.parent / s.folder for s in SNAPSHOTS} | {kept: dest}))
     if check:
