@@ -153,7 +153,7 @@ def read_training(paths) -> pd.DataFrame:
         variant = parse_variant(provenance["variant"])
         rows.append({"model": provenance["model"], "variant": provenance["variant"], "task": provenance["task"],
                      "seed": provenance["seed"], "freeze_layers": provenance["settings"]["freeze_layers"],
-                     "method": variant.method or FULL, "fraction": variant.fraction,
+                     "method": variant.how, "fraction": variant.fraction,
                      "trainable_parameters": record.get("trainable_parameters"),
                      "metric": record["metric"], "dev_metric": record["dev_metric"][record["best_epoch"] - 1],
                      "replicates": replicates_text(record["dev_replicates"]), "n_dev": record["n_dev"],

@@ -107,8 +107,9 @@ def check_config(config: dict, schema_path) -> dict:
             raise UserError(f"config key probes: {' and '.join(named)} both have role {role}; the claims read one "
                             f"probe set per role: give the others role extra")
     dynamics = config["dynamics"]
+    dynamics.setdefault("seeds", config["seeds"][:1])
     for key, chosen, known in (("tasks", dynamics["tasks"], list(config["tasks"])),
-                               ("seeds", dynamics.get("seeds", []), config["seeds"])):
+                               ("seeds", dynamics["seeds"], config["seeds"])):
         unknown = [value for value in chosen if value not in known]
         if unknown:
             raise UserError(f"config key dynamics.{key}: {', '.join(map(str, unknown))} not among the config's {key} "
@@ -203,6 +204,11 @@ class Variant:
         taken = "" if self.fraction is None else f"-at{self.fraction:g}"
         return f"{self.task}{how}{frozen}-s{self.seed}{taken}"
 
+    @property
+    def how(self) -> str:
+        """The fine-tuning method's name; FULL where every parameter trains."""
+        return self.method or FULL
+
 
 def task_finetune(config: dict, task: str) -> dict:
     """The global finetune settings with the task's overrides on top."""
@@ -253,8 +259,7 @@ def snapshot_variants(config: dict, task: str) -> list[Variant]:
     dynamics = config["dynamics"]
     if task not in dynamics["tasks"]:
         return []
-    seeds = dynamics.get("seeds", config["seeds"][:1])
-    return [Variant(task, seed, fraction=f) for seed in seeds for f in sorted(dynamics["fractions"])]
+    return [Variant(task, seed, fraction=f) for seed in dynamics["seeds"] for f in sorted(dynamics["fractions"])]
 
 
 def is_snapshot(variant: str) -> bool:

@@ -296,8 +296,9 @@ def rsa_figure(comparisons, dest, title):
          "permutation baseline (rows shuffled)", COLOURS["control"], (0, (1, 1)), "x")
     axes[0].set(title=f"{get(RSA).label}, pre-trained vs fine-tuned", xlabel=LAYER, ylabel=get(RSA).unit)
     axes[1].set(title="Linear CKA, pre-trained vs fine-tuned", xlabel=LAYER, ylabel="CKA")
-    tuned = comparisons[comparisons["variant"].map(lambda v: not is_seed_pair(v) and parse_variant(v).method is None)]
-    in_domain = tuned[tuned["probe_role"] == DEV_ROLE]
+    tuned_rows = comparisons[comparisons["variant"].map(lambda v: (parsed := tuned(v)) is not None
+                                                        and parsed.method is None)]
+    in_domain = tuned_rows[tuned_rows["probe_role"] == DEV_ROLE]
     for variant_freeze, part in in_domain.groupby(in_domain["variant"].map(lambda v: parse_variant(v).freeze or 0)):
         colour = COLOURS["fine-tuned"] if variant_freeze == 0 else COLOURS["frozen"]
         band(axes[2], select(part, versus("linear_cka"), None, "token"),
@@ -387,7 +388,7 @@ def method_of(variant: str) -> str | None:
     """The fine-tuning method of a finished, unfrozen fine-tune (FULL for full fine-tuning); None for every other
     variant (the base, a frozen variant, a snapshot, a seed pair)."""
     parsed = tuned(variant)
-    return parsed.method or FULL if parsed and parsed.freeze is None and parsed.fraction is None else None
+    return parsed.how if parsed and parsed.freeze is None and parsed.fraction is None else None
 
 
 def methods_figure(tables, comparisons, layerdrop, training, baselines, dev, dest, title):
@@ -522,10 +523,9 @@ def dynamics_figure(tables, comparisons, training, dest, title):
     ax.set(title="Linear CKA below its seed floor from step", xlabel=LAYER, ylabel="training step (log)")
     panels = [(m, select(snapshots, versus(m.name), dev, "token"), 1.0 if m.kind == "similarity" else 0.0,
                f"{m.label}, pre-trained vs snapshot") for m in pairs]
-    panels += [(m, select(tables[tables["variant"].map(is_snapshot)], m.name, dev, "token"),
-                select(tables[tables["variant"] == "base"], m.name, dev, "token"), m.label) for m in singles]
-    tuned, base = (tables[chosen] for chosen in (tables["variant"].map(is_snapshot), tables["variant"] == "base"))
-    panels.append((probe, select(tuned, probe.name, dev, "mean"), select(base, probe.name, dev, "mean"),
+    taken, base = (tables[chosen] for chosen in (tables["variant"].map(is_snapshot), tables["variant"] == "base"))
+    panels += [(m, select(taken, m.name, dev, "token"), select(base, m.name, dev, "token"), m.label) for m in singles]
+    panels.append((probe, select(taken, probe.name, dev, "mean"), select(base, probe.name, dev, "mean"),
                    "Task probe (mean vectors)"))
     for ax, (measure, part, before, panel_title) in zip(axes[1:], panels):
         over_training(ax, part, steps, start, before)

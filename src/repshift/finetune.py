@@ -205,7 +205,7 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
     steps = settings["epochs"] * per_epoch
     stop_step = None if settings.get("stop_fraction") is None else max(1, round(settings["stop_fraction"] * steps))
     trainable = [p for p in model.parameters() if p.requires_grad]
-    trained = methods.trainable_parameters(model)
+    trained = sum(p.numel() for p in trainable)
     print(f"{trained:,} of {sum(p.numel() for p in model.parameters()):,} parameters train"
           + (f" ({method['name']}: {method['kind']})" if method else ""), flush=True)
     optimizer = torch.optim.AdamW(trainable, lr=settings["learning_rate"], weight_decay=settings["weight_decay"],

@@ -19,8 +19,7 @@ def _check_targets(model, method: dict, key: str) -> None:
 
 
 def _bitfit(model, method: dict) -> None:
-    encoder = model.base_model
-    for name, parameter in encoder.named_parameters():
+    for name, parameter in model.base_model.named_parameters():
         parameter.requires_grad_(name.endswith("bias"))
 
 
@@ -71,6 +70,3 @@ def fold(model):
                 setattr(parent, name, child.get_base_layer())
     return model
 
-
-def trainable_parameters(model) -> int:
-    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)

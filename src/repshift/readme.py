@@ -142,7 +142,7 @@ def sections(dest: Path, snapshot: Snapshot = SNAPSHOTS[0]) -> dict[str, str]:
     timing = wall + "\n" + _table(["rule", "jobs", "job-seconds", "mean"], [
         [r.rule, r.jobs, f"{r.job_seconds:,.0f}", f"{r.job_seconds / r.jobs:.0f} s"] for r in rules.itertuples()])
     rows = []
-    learning["method"] = learning["variant"].map(lambda v: parse_variant(v).method or FULL)
+    learning["method"] = learning["variant"].map(lambda v: parse_variant(v).how)
     for (model, task), part in learning.groupby(["model", "task"], sort=False):
         groups = sorted(part.groupby(["method", "freeze_layers"]), key=lambda group: (group[0][0] != FULL, group[0]))
         for (method, frozen), variants in groups:
