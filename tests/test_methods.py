@@ -1,5 +1,5 @@
-"""Fine-tuning methods: LoRA (through peft) and BitFit train what they claim to, fold back into plain encoders that
-every later step reads, and run for every task kind and encoder family."""
+"""Fine-tuning methods: LoRA, IA3 (through peft), BitFit and prompt tuning train what they claim to, save as plain
+encoders (a prompt beside them) that every later step reads, and run for every task kind and encoder family."""
 
 import json
 
@@ -9,12 +9,14 @@ import pytest
 import yaml
 from safetensors.numpy import load_file
 
-from conftest import FAMILIES, REPO, encoder_prefix, make_family_model
+from conftest import FAMILIES, REPO, encoder_prefix, make_family_model, sentences
 from repshift import config as rc
 from repshift import data
 from repshift import finetune as finetuning
 from repshift.claims import full_finetuning
 from repshift.errors import UserError
+from repshift.models import PROMPT_FILE, load_encoder, load_tokenizer
+from repshift.tasks import kind_of
 from test_task_kinds import SETTINGS, SOURCES
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -105,24 +107,6 @@ def test_bitfit_trains_the_biases_and_the_head_only(family, sentiment, tmp_path)
     assert len(moved) >= len(biases) / 2, (name, sorted(set(biases) - set(moved)))
 
 
-@pytest.mark.parametrize("kind", list(SOURCES))
-def test_lora_fine_tunes_every_kind_and_layer_drop_reads_the_folded_model(kind, tiny_assets, tmp_path):
-    model_dir, files = tiny_assets
-    data.prepare_task(SOURCES[kind](files), None, tmp_path / "task.json", dev_size=20, max_train=60, seed=3,
-                      provenance={"task": kind}, kind=kind)
-    lora = method("lora", rank=2, dropout=0.0)
-    finetuning.finetune({"id": str(model_dir)}, tmp_path / "task.json", tmp_path / "ft", 0,
-                        {**SETTINGS, "method": lora}, 1, {"variant": "x"})
-    base, tuned = load_file(model_dir / "model.safetensors"), load_file(tmp_path / "ft/model.safetensors")
-    prefix = encoder_prefix(tuned)
-    assert not any(np.array_equal(base[k], tuned[prefix + k]) for k in base if k.endswith(".query.weight")), kind
-    assert all(np.array_equal(base[k], tuned[prefix + k]) for k in base if k.endswith(".key.weight")), kind
-    finetuning.layer_drop(tmp_path / "ft", tmp_path / "task.json", tmp_path / "drop.csv", SETTINGS, 1, {})
-    record = json.loads((tmp_path / "ft/train_metrics.json").read_text())
-    dropped = pd.read_csv(tmp_path / "drop.csv").set_index("layers_dropped")["dev_metric"]
-    assert dropped[0] == pytest.approx(record["dev_metric"][record["best_epoch"] - 1], abs=1e-3)
-
-
 def test_a_lora_target_the_encoder_lacks_names_the_key_and_its_linear_layers(sentiment, tiny_assets, tmp_path):
     model_dir, _ = tiny_assets
     lora = method("lora", target_modules=["q_proj"])
@@ -184,3 +168,79 @@ def test_ia3_scales_the_layers_it_targets_and_folds_them_into_their_weights(sent
     with pytest.raises(UserError, match=r"config key methods\.ia3\.feedforward_modules: each must also be in"):
         finetuning.finetune({"id": str(model_dir)}, sentiment, tmp_path / "bad", 0,
                             {**SETTINGS, "method": lopsided}, 1, {"variant": "x"})
+
+
+def test_prompt_tuning_trains_the_prompt_and_the_head_and_the_encoder_loads_with_its_prompt(family, sentiment,
+                                                                                          tmp_path):
+    import torch
+
+    name, model_dir = family
+    n = 4
+    finetuning.finetune({"id": str(model_dir)}, sentiment, tmp_path / "ft", 0,
+                        {**SETTINGS, "method": method("prompt", virtual_tokens=n, learning_rate=1e-2)}, 1,
+                        {"variant": "x"})
+    base, tuned = load_file(model_dir / "model.safetensors"), load_file(tmp_path / "ft/model.safetensors")
+    prefix = encoder_prefix(tuned)
+    kept = [k for k in base if prefix + k in tuned]
+    assert kept and all(np.array_equal(base[k], tuned[prefix + k]) for k in kept), name
+    assert not any("prompt" in key for key in tuned)
+    [prompt] = load_file(tmp_path / "ft" / PROMPT_FILE).values()
+    plain = load_encoder(model_dir).eval()
+    assert prompt.shape == (n, plain.get_input_embeddings().embedding_dim)
+    head = sum(tensor.size for key, tensor in tuned.items() if not key.startswith(prefix))
+    assert json.loads((tmp_path / "ft/train_metrics.json").read_text())["trainable_parameters"] == prompt.size + head
+
+    # the prompted encoder's states of the real pieces, against the plain encoder run on the spliced input
+    prompted = load_encoder(tmp_path / "ft").eval()
+    batch = load_tokenizer(model_dir)([" ".join(words) for words, _ in sentences(3, seed=5)], padding=True,
+                                      return_tensors="pt")
+    inserted = torch.from_numpy(prompt).expand(len(batch["input_ids"]), -1, -1)
+    with torch.no_grad():
+        ours = prompted(**batch, output_hidden_states=True).hidden_states
+        words = plain.get_input_embeddings()(batch["input_ids"])
+        spliced = {key: torch.cat([value[:, :1], value[:, :1].expand(-1, n), value[:, 1:]], 1)
+                   for key, value in batch.items() if key != "input_ids"}
+        direct = plain(inputs_embeds=torch.cat([words[:, :1], inserted, words[:, 1:]], 1), **spliced,
+                       output_hidden_states=True).hidden_states
+        unprompted = plain(**batch).last_hidden_state
+    real = [0, *range(n + 1, n + batch["input_ids"].shape[1])]
+    assert len(ours) == len(direct)
+    for layer, (states, reference) in enumerate(zip(ours, direct)):
+        torch.testing.assert_close(states, reference[:, real], msg=f"{name} layer {layer}")
+    assert ours[-1].shape == unprompted.shape and not torch.allclose(ours[-1], unprompted, atol=1e-3)
+
+
+# each method's settings for the tiny model, and the encoder weights it changes
+ON_EVERY_KIND = {"lora": ({"rank": 2, "dropout": 0.0}, (".query.weight", ".value.weight")),
+                 "prompt": ({"virtual_tokens": 3, "learning_rate": 1e-2}, ())}
+
+
+@pytest.mark.parametrize("kind", list(SOURCES))
+@pytest.mark.parametrize("name", list(ON_EVERY_KIND))
+def test_each_method_fine_tunes_every_kind_and_layer_drop_reads_the_saved_model(name, kind, tiny_assets, tmp_path):
+    model_dir, files = tiny_assets
+    data.prepare_task(SOURCES[kind](files), None, tmp_path / "task.json", dev_size=20, max_train=60, seed=3,
+                      provenance={"task": kind}, kind=kind)
+    settings, changes = ON_EVERY_KIND[name]
+    finetuning.finetune({"id": str(model_dir)}, tmp_path / "task.json", tmp_path / "ft", 0,
+                        {**SETTINGS, "method": method(name, **settings)}, 1, {"variant": "x"})
+    base, tuned = load_file(model_dir / "model.safetensors"), load_file(tmp_path / "ft/model.safetensors")
+    prefix = encoder_prefix(tuned)
+    kept = [k for k in base if prefix + k in tuned]  # a token-level head has no use for the pooler
+    changed = [k for k in kept if not np.array_equal(base[k], tuned[prefix + k])]
+    assert kept and changed == [k for k in kept if k.endswith(changes)], kind
+    task = json.loads((tmp_path / "task.json").read_text())
+    loaded = kind_of(task).load_model(tmp_path / "ft", labels=len(task["label_names"]))
+    assert hasattr(loaded.base_model, "soft_prompt") == (name == "prompt"), kind
+    finetuning.layer_drop(tmp_path / "ft", tmp_path / "task.json", tmp_path / "drop.csv", SETTINGS, 1, {})
+    record = json.loads((tmp_path / "ft/train_metrics.json").read_text())
+    dropped = pd.read_csv(tmp_path / "drop.csv").set_index("layers_dropped")["dev_metric"]
+    assert dropped[0] == pytest.approx(record["dev_metric"][record["best_epoch"] - 1], abs=1e-3)
+
+
+def test_a_prompt_longer_than_the_encoder_s_positions_allow_names_the_key(sentiment, tiny_assets, tmp_path):
+    model_dir, _ = tiny_assets
+    with pytest.raises(UserError, match=r"^config key methods\.prompt\.virtual_tokens: 63 and \d+ pieces exceed the 64 "
+                                        r"positions of BertModel; lower it or the max_length of finetune and extract$"):
+        finetuning.finetune({"id": str(model_dir)}, sentiment, tmp_path / "ft", 0,
+                            {**SETTINGS, "method": method("prompt", virtual_tokens=63)}, 1, {"variant": "x"})

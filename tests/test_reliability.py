@@ -37,6 +37,7 @@ FINETUNE = {"epochs": 12, "batch_size": 16, "eval_batch_size": 64, "learning_rat
 BASE_ACT = {"model": "tiny", "variant": "base", "probe": "pos"}
 # a config methods entry as finetune_settings passes it; dropout draws from the RNG state a resume must restore
 LORA = {"name": "lora", "kind": "lora", "rank": 2, "alpha": 4, "dropout": 0.1, "target_modules": ["query", "value"]}
+PROMPT = {"name": "prompt", "kind": "prompt", "virtual_tokens": 3}
 
 
 def repshift(step: str, **options) -> list[str]:
@@ -73,9 +74,11 @@ def torch_load(path: Path) -> dict:
 
 
 def tensors(model_dir: Path) -> dict:
+    """Every saved tensor of a fine-tuned model (weights, and a prompt-tuned one's prompt), by file and name."""
     from safetensors.numpy import load_file
 
-    return load_file(model_dir / "model.safetensors")
+    return {(path.name, name): tensor for path in sorted(model_dir.glob("*.safetensors"))
+            for name, tensor in load_file(path).items()}
 
 
 def temporaries(path: Path) -> list[Path]:
@@ -111,7 +114,7 @@ def damaged(activations, tmp_path):
 
 # Crash safety: SIGKILL in the middle of a step.
 
-@pytest.mark.parametrize("method", [None, LORA], ids=["full", "lora"])
+@pytest.mark.parametrize("method", [None, LORA, PROMPT], ids=["full", "lora", "prompt"])
 def test_finetune_killed_twice_resumes_to_the_uninterrupted_result(tiny_assets, task_file, tmp_path, method):
     model_dir, _ = tiny_assets
     provenance = {"model": "tiny", "variant": "sent-s0", "task": "sent", "seed": 0}

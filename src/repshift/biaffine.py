@@ -112,9 +112,10 @@ class BiaffineParser(nn.Module):
 def load_parser(path, trust_remote_code: bool = False, relations: int | None = None) -> BiaffineParser:
     """The encoder at `path` with the biaffine head saved beside it, or a new head with `relations` outputs."""
     from safetensors.torch import load_file
-    from transformers import AutoModel
 
-    encoder = AutoModel.from_pretrained(str(path), use_safetensors=True, trust_remote_code=trust_remote_code)
+    from .models import load_encoder
+
+    encoder = load_encoder(path, trust_remote_code)
     saved = Path(path) / HEAD_CONFIG
     if not saved.is_file():
         return BiaffineParser(encoder, BiaffineHead(encoder.config.hidden_size, relations))

@@ -273,11 +273,9 @@ def finetune(model_spec: dict, task_file, out_dir, seed: int, settings: dict, th
         best_epoch, evaluations = 0, [asdict(evaluate(model, tokenizer, kind, dev, settings, device))]
         print(f"kept the weights of step {len(losses)} of {steps}: dev {_scores(evaluations[0])}", flush=True)
     dev_metric = [evaluation["scores"][metric] for evaluation in evaluations]
-    model = methods.fold(model)
-
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".staging-{os.getpid()}"
-    model.save_pretrained(staging, safe_serialization=True)
+    methods.save(model, staging)
     tokenizer.save_pretrained(staging)
     for item in staging.iterdir():
         os.replace(item, out_dir / item.name)

@@ -1,6 +1,7 @@
 """Fine-tuning methods: which of the encoder's parameters train (every one; BitFit: its biases) or what is added to it
-to train (LoRA and IA3, through peft), and the trained model folded back into a plain encoder that extraction, layer
-drop and the measures read like any other. The task head always trains."""
+to train (LoRA and IA3, through peft; a soft prompt), and the trained model saved as a plain encoder that extraction,
+layer drop and the measures read like any other (a soft prompt beside it, attached again on loading). The task head
+always trains."""
 
 from .errors import UserError
 
@@ -44,29 +45,40 @@ def _ia3(model, method: dict) -> None:
                                       feedforward_modules=method["feedforward_modules"]), model.base_model)
 
 
-PREPARE = {"bitfit": _bitfit, "lora": _lora, "ia3": _ia3}
+def _prompt(model, method: dict) -> None:
+    from .soft_prompt import attach
+
+    model.base_model.requires_grad_(False)
+    attach(model.base_model, method["virtual_tokens"], method["name"])
+
+
+PREPARE = {"bitfit": _bitfit, "lora": _lora, "ia3": _ia3, "prompt": _prompt}
 
 
 def prepare(model, method: dict | None):
     """Make `model` train with `method` (a config `methods` entry with its `name`; None: full fine-tuning) in place:
     LoRA adds rank-r updates BA (scaled by alpha/r) beside the targeted linear layers, IA3 a learned vector that scales
-    each targeted layer's output (a feed-forward one's input), and both freeze the encoder's own weights; BitFit trains
-    only the encoder's biases."""
+    each targeted layer's output (a feed-forward one's input), and a prompt n learned input vectors (soft_prompt); all
+    three freeze the encoder's own weights. BitFit trains only the encoder's biases."""
     if method is not None:
         PREPARE[method["kind"]](model, method)
     return model
 
 
-def fold(model):
-    """`model` with every adapter merged into the weight it sits beside (LoRA: W + (alpha/r) BA; IA3: W scaled by its
-    vector) and the adapter layers replaced by the plain layers they wrap, so it saves and loads as the architecture it
-    came from."""
+def save(model, folder) -> None:
+    """`model` saved to `folder` as the architecture it came from: every adapter merged into the weight it sits beside
+    (LoRA: W + (alpha/r) BA; IA3: W scaled by its vector) and replaced by the plain layer it wraps; a soft prompt,
+    which no weight can hold, beside them (models.PROMPT_FILE)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from .soft_prompt import detach
 
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, BaseTunerLayer):
                 child.merge()
                 setattr(parent, name, child.get_base_layer())
-    return model
-
+    prompt = detach(model.base_model)
+    model.save_pretrained(folder, safe_serialization=True)
+    if prompt is not None:
+        prompt.save(folder)

