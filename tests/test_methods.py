@@ -2,6 +2,7 @@
 encoders (a prompt beside them) that every later step reads, and run for every task kind and encoder family."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from conftest import FAMILIES, REPO, encoder_prefix, make_family_model, sentence
 from repshift import config as rc
 from repshift import data
 from repshift import finetune as finetuning
+from repshift.activations import Activations, extract
 from repshift.claims import full_finetuning
 from repshift.errors import UserError
 from repshift.models import PROMPT_FILE, load_encoder, load_tokenizer
@@ -208,6 +210,23 @@ def test_prompt_tuning_trains_the_prompt_and_the_head_and_the_encoder_loads_with
     for layer, (states, reference) in enumerate(zip(ours, direct)):
         torch.testing.assert_close(states, reference[:, real], msg=f"{name} layer {layer}")
     assert ours[-1].shape == unprompted.shape and not torch.allclose(ours[-1], unprompted, atol=1e-3)
+
+    # extraction reads the prompt: the same folder without it gives other states, and another weights hash
+    shutil.copytree(tmp_path / "ft", tmp_path / "unprompted")
+    (tmp_path / "unprompted" / PROMPT_FILE).unlink()
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"provenance": {}, "words": [words for words, _ in sentences(6, seed=5)], "tags": None,
+                                 "labels": None, "tag_names": [], "label_names": []}))
+    stored = []
+    for folder in ("ft", "unprompted"):
+        extract({"id": str(tmp_path / folder)}, probe, tmp_path / f"{folder}.h5",
+                {"max_length": 32, "batch_tokens": 256, "dtype": "float32"}, 1, {})
+        with Activations(tmp_path / f"{folder}.h5") as states:
+            stored.append((states.provenance["weights_sha256"], states.sentences(0, "cls"), states.tokens(2)))
+    (prompted_hash, prompted_first, prompted_top), (plain_hash, plain_first, plain_top) = stored
+    assert prompted_hash != plain_hash and not np.allclose(prompted_top, plain_top, atol=1e-3)
+    # the first piece keeps its position, so its embedding-layer state is the plain encoder's
+    np.testing.assert_allclose(prompted_first, plain_first, atol=1e-5)
 
 
 # each method's settings for the tiny model, and the encoder weights it changes
