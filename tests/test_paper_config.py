@@ -12,10 +12,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def dry_run(tmp_path, *args, config="configs/paper.yaml"):
+def dry_run(tmp_path, *args, config="configs/paper.yaml", overlays=()):
     shutil.copyfile(REPO / "config.yaml", tmp_path / "config.yaml")
     command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--configfile", str(REPO / config), *args]
+               "--directory", str(tmp_path), "--configfile", str(REPO / config), *(str(REPO / o) for o in overlays),
+               *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     return result.stdout + result.stderr
@@ -63,6 +64,17 @@ def test_each_paper_config_builds_its_dag_locally_and_through_slurm(tmp_path, pa
     out = dry_run(tmp_path / "slurm", "--workflow-profile", str(REPO / "profiles/slurm"), config=config)
     finetune = out[out.index("rule finetune:"):]
     assert "gpu=1" in finetune[: finetune.index("\n\n")] and "slurm_partition=" in out
+
+
+@pytest.mark.workflow
+def test_the_streusle_overlay_adds_zhou_s_two_supersense_tasks_read_from_a_local_release(tmp_path):
+    release = tmp_path / "data/streusle/train/streusle.ud_train.conllulex"
+    release.parent.mkdir(parents=True)
+    release.write_text("1\tof\tof\tADP\tIN\t_\t0\troot\t_\t_\t_\tP\tof\tp.Topic\tp.Topic\t_\t_\t_\tO-P-p.Topic\n\n")
+    counts = job_counts(dry_run(tmp_path, "--cores", "8", "--workflow-profile", "none", config="configs/zhou2022.yaml",
+                                overlays=["configs/zhou2022-streusle.yaml"]))
+    models, tasks, seeds, _ = PAPERS["zhou2022"]
+    assert counts["finetune"] == models * (tasks + 2) * seeds and counts["prepare_task"] == tasks + 2
 
 
 @pytest.mark.workflow

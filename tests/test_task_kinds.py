@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FAMILIES, NEGATIVE, POSITIVE, REPO, Project, encoder_prefix, make_family_model, tiny_config
+from conftest import (FAMILIES, NEGATIVE, POSITIVE, REPO, Project, encoder_prefix, make_family_model, sentences,
+                      tiny_config)
 from safetensors.numpy import load_file
 
 from repshift import config as rc
@@ -18,6 +19,7 @@ from repshift import data, dependency_parsing, extractive_qa
 from repshift import finetune as finetuning
 from repshift.activations import Activations, extract
 from repshift.baselines import task_baselines
+from repshift.metrics import views
 from repshift.errors import UserError
 from repshift.models import load_encoder, load_tokenizer
 from repshift.provenance import file_sha256
@@ -354,6 +356,80 @@ def test_conllu_skips_multiword_ranges_and_empty_nodes_and_strips_relation_subty
     corpus = data.load_source({"kind": "local", "path": str(tmp_path / "t.conllu")}, None)
     assert corpus.words == [["do", "n't", "go", "home"]] and corpus.heads == [[3, 3, 0, 3]]
     assert corpus.relations == [["aux", "advmod", "root", "obl"]] and corpus.tags == [["AUX", "PART", "VERB", "NOUN"]]
+
+
+def conllulex_line(number, word, lexcat="_", smwe="_", role="_", function="_") -> str:
+    """One CoNLL-U-Lex word line: CoNLL-U's ten columns, then SMWE, LEXCAT, LEXLEMMA, SS, SS2, WMWE, WCAT, WLEMMA,
+    LEXTAG."""
+    return "\t".join([str(number), word, word, "X", "X", "_", "0" if number == 1 else "1", "dep", "_", "_", smwe,
+                      lexcat, word, role, function, "_", "_", "_", "O"]) + "\n"
+
+
+def test_streusle_tags_each_single_word_adposition_with_its_role_or_its_function(tmp_path):
+    """A multiword adposition (a strong MWE), a noun supersense and a multiword-token range get no tag; a sentence
+    without a tagged adposition is left out."""
+    (tmp_path / "s.conllulex").write_text(
+        "# sent_id = reviews-1\n" + conllulex_line(1, "experience", "N", role="n.ACT")
+        + conllulex_line(2, "w", "P", role="p.Topic", function="p.Topic") + conllulex_line(3, "Dr.") + "\n"
+        + "1-2\tgonna\t_\t_\t_\t_\t_\t_\t_\t_\t_\t_\t_\t_\t_\t_\t_\t_\t_\n"
+        + conllulex_line(1, "gon") + conllulex_line(2, "na", "INF")
+        + conllulex_line(3, "at", "PP", "1:1", "p.Manner", "p.Manner") + conllulex_line(4, "all", smwe="1:2")
+        + conllulex_line(5, "for", "P", role="p.Beneficiary", function="p.Possessor") + "\n"
+        + conllulex_line(1, "great") + conllulex_line(2, "staff", "N", role="n.GROUP") + "\n")
+    source = {"kind": "local", "path": str(tmp_path / "s.conllulex")}
+    role = data.load_source(source, None)
+    assert role.words == [["experience", "w", "Dr."], ["gon", "na", "at", "all", "for"]]
+    assert role.tags == [[None, "p.Topic", None], [None, None, None, None, "p.Beneficiary"]]
+    function = data.load_source({**source, "tags_column": "ss2"}, None)
+    assert function.tags[1] == [None, None, None, None, "p.Possessor"]
+    with pytest.raises(UserError, match=r"s\.conllulex: source\.tags_column 'upos' of a \.conllulex file must be ss"):
+        data.load_source({**source, "tags_column": "upos"}, None)
+    (tmp_path / "short.conllulex").write_text("1\tw\tw\tADP\n")
+    with pytest.raises(UserError, match=r"short\.conllulex:1: a CoNLL-U-Lex word line has 19 tab-separated columns, "
+                                        r"found 4$"):
+        data.load_source({"kind": "local", "path": str(tmp_path / "short.conllulex")}, None)
+
+
+def test_a_token_task_with_untagged_words_trains_scores_extracts_and_probes_only_the_tagged_ones(tiny_assets,
+                                                                                                tmp_path):
+    """STREUSLE-like: only "of" is tagged, with a supersense that follows the sentence's sentiment."""
+    model_dir, _ = tiny_assets
+    lines = []
+    for n, (words, label) in enumerate(sentences(600, seed=21)):
+        lines.append(f"# sent_id = s{n}\n")
+        lines += [conllulex_line(i, w, *(("P", "_", "p.Topic" if label else "p.Possessor") if w == "of" else ()))
+                  for i, w in enumerate(words, 1)]
+        lines.append("\n")
+    (tmp_path / "ps.conllulex").write_text("".join(lines))
+    source = {"kind": "local", "path": str(tmp_path / "ps.conllulex")}
+    assert rc._shape(source) == "tagged"
+    data.prepare_task(source, None, tmp_path / "task.json", dev_size=40, max_train=None, seed=3,
+                      provenance={"task": "ps"}, kind="token_classification")
+    task = json.loads((tmp_path / "task.json").read_text())
+    assert task["label_names"] == ["p.Possessor", "p.Topic"]
+    tagged = sum(t != IGNORED for tags in task["dev"]["tags"] for t in tags)
+    assert 0 < tagged < sum(map(len, task["dev"]["words"])) / 5
+    assert all(any(t != IGNORED for t in tags) for split in ("train", "dev") for tags in task[split]["tags"])
+    finetuning.finetune({"id": str(model_dir)}, tmp_path / "task.json", tmp_path / "ft", 0, SETTINGS, 1,
+                        {"variant": "ps-s0"})
+    kind = KINDS["token_classification"]
+    dev = kind.encode(load_tokenizer(tmp_path / "ft"), task["dev"], SETTINGS["max_length"])
+    assert sum(t != IGNORED for targets in dev.targets for t in targets) == tagged and dev.truncated == 0
+    settings = {"max_length": 32, "eval_batch_size": 64, "probe_l2": 1e-3, "probe_iterations": 100, "seed": 0}
+    task_baselines({"id": str(model_dir)}, tmp_path / "task.json", tmp_path / "bars.json", settings, 1, {})
+    assert json.loads((tmp_path / "bars.json").read_text())["n_dev"] == tagged
+
+    data.prepare_probe(tmp_path / "probe.json", {"probe": "dev-ps"}, None, 0, task_file=tmp_path / "task.json")
+    probe = json.loads((tmp_path / "probe.json").read_text())
+    assert probe["tag_names"] == ["p.Possessor", "p.Topic"]
+    assert sum(t is not None for tags in probe["tags"] for t in tags) == tagged
+    extract({"id": str(tmp_path / "ft")}, tmp_path / "probe.json", tmp_path / "ps.h5",
+            {"max_length": 32, "batch_tokens": 256, "dtype": "float32"}, 1, {})
+    with Activations(tmp_path / "ps.h5") as act:
+        assert (act.token_meta("pos_tag") >= 0).sum() == tagged
+        word = views(act, {"seed": 0, "max_tokens": 10_000, "max_sentences": None})("word")
+        assert len(word.groups) == tagged and set(word.targets["tag"]) == {0, 1}
+        assert all(len(layer) == tagged for layer in word.layers)
 
 
 def test_universal_dependencies_as_the_hub_stores_it_reads_as_trees(tmp_path):

@@ -148,7 +148,7 @@ def extract(model_spec: dict, probe_file, out, settings: dict, threads: int, pro
     pieces = np.concatenate([ids[i] for i in order])
     words_of = np.concatenate([word_index[i] for i in order])
     tags = probe["tags"]
-    pos = np.array([tag_index[tags[s][w]] if tags and w >= 0 else -1
+    pos = np.array([tag_index[tags[s][w]] if tags and w >= 0 and tags[s][w] is not None else -1
                     for s in order for w in word_index[s]], dtype=np.int16)
     print(f"{n_sent} sentences, {n_tokens} tokens, {truncated} truncated at {settings['max_length']} pieces, "
           f"{len(batches)} batches", flush=True)

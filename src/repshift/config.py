@@ -136,7 +136,7 @@ SHAPES = {  # what a source's examples are, and the kinds that read them (the fi
     "text": ("classification", "regression"),
 }
 HOLDS = {"pair": "holds sentence pairs (an SNLI file, or a text_pair_column)",
-         "tagged": "holds a tag per word (word/TAG lines, or a tokens_column)",
+         "tagged": "holds a tag per word (word/TAG lines, a .conllulex file, or a tokens_column)",
          "tree": "holds dependency trees (a .conllu file, or a heads_column)",
          "choices": "holds candidate answers (a choices_column or choice_columns)",
          "questions": "holds questions with answers in a context (a SQuAD .json file, or an answers_column)",
@@ -154,7 +154,7 @@ def _shape(source: dict) -> str:
         return "pair"
     if "heads_column" in source or (source["kind"] == "local" and named.suffix == ".conllu"):
         return "tree"
-    tagged_file = source["kind"] in ("pattern", "local") and named.suffix == ".txt"
+    tagged_file = source["kind"] in ("pattern", "local") and named.suffix in (".txt", ".conllulex")
     return "tagged" if tagged_file or "tokens_column" in source else "text"
 
 

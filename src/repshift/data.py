@@ -26,7 +26,7 @@ PATTERN_POOL = "pool/main/p/python-pattern/"
 
 @dataclass
 class Corpus:
-    """Sentences as word lists, with a label per sentence and/or a tag per word; for sentence pairs, each example's
+    """Sentences as word lists, with a label per sentence and/or a tag per word (None: a word without one); for sentence pairs, each example's
     second sentence in `pairs`; for multiple choice, each example's candidate answers in `choices` (the label is
     the right one's index); for dependency trees, each word's head (1-based, 0: the root) and relation; for
 extractive QA, each question's id, text, context and answers (texts with their character offsets), its words those
@@ -234,6 +234,42 @@ def read_conllu(path) -> Corpus:
     if not words:
         raise UserError(f"{path}: no sentences")
     return Corpus(words=words, tags=tags, heads=heads, relations=relations)
+
+
+CONLLULEX_SUPERSENSES = {"ss": 13, "ss2": 14}  # the adposition's scene role and its function (0-based columns)
+
+
+def read_conllulex(path, column: str = "ss") -> Corpus:
+    """STREUSLE's CoNLL-U-Lex: CoNLL-U's ten columns and nine of lexical semantics (Schneider et al. 2018), a word a
+    line, sentences split by blank lines; multiword-token ranges and empty nodes are skipped. Each single-word
+    adposition (SS a `p.` supersense, no strong MWE) is tagged with its scene role (`column` ss) or its function
+    (ss2), as in Zhou & Srikumar's PS-role and PS-fxn tasks; every other word carries no tag (None), and a sentence
+    without an adposition is left out (it would train and score nothing)."""
+    if column not in CONLLULEX_SUPERSENSES:
+        raise UserError(f"{path}: source.tags_column {column!r} of a .conllulex file must be ss (scene role) or ss2 "
+                        "(function)")
+    at = CONLLULEX_SUPERSENSES[column]
+    words, tags, sentence = [], [], []
+    for number, line in enumerate([*_read_text(path).split("\n"), ""], 1):
+        if not line.strip():
+            if any(tag is not None for _, tag in sentence):
+                words.append([form for form, _ in sentence])
+                tags.append([tag for _, tag in sentence])
+            sentence = []
+            continue
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 19:
+            raise UserError(f"{path}:{number}: a CoNLL-U-Lex word line has 19 tab-separated columns, found "
+                            f"{len(fields)}")
+        if "-" in fields[0] or "." in fields[0]:
+            continue
+        single_adposition = fields[10] == "_" and fields[13].startswith("p.")
+        sentence.append((fields[1], fields[at] if single_adposition else None))
+    if not words:
+        raise UserError(f"{path}: no single-word adposition with a supersense (column {column})")
+    return Corpus(words=words, tags=tags)
 
 
 def _words(path, row: int, text, column: str) -> list[str]:
@@ -513,6 +549,8 @@ def load_source(source: dict, corpora_dir) -> Corpus:
             return read_tagged(path)
         if path.suffix == ".conllu":
             return read_conllu(path)
+        if path.suffix == ".conllulex":
+            return read_conllulex(path, source.get("tags_column", "ss"))
         if path.suffix == ".json":
             return read_squad(path)
         return read_table(path, source)
@@ -569,7 +607,7 @@ def prepare_probe(out, provenance: dict, max_sentences: int | None, seed: int, t
     else:
         corpus = load_source(source, corpora_dir)
     keep = sample_indices(len(corpus.words), max_sentences, seed)
-    tag_names = sorted({t for i in keep for t in corpus.tags[i]}) if corpus.tags else []
+    tag_names = sorted({t for i in keep for t in corpus.tags[i] if t is not None}) if corpus.tags else []
     label_names = sorted({corpus.labels[i] for i in keep}) if corpus.labels else []
     write_json(out, {
         "provenance": provenance,

@@ -97,11 +97,12 @@ def views(act: Activations, settings: dict) -> dict:
             return None
         rows, starts = act.words()
         tags = act.token_meta("pos_tag")[rows][starts]
+        tagged = tags >= 0
         pieces = act.token_meta("piece_id")[rows]
-        types = np.array([pieces[a:b].tobytes() for a, b in zip(starts, np.r_[starts[1:], len(rows)])])
-        return View([act.word_vectors(layer) for layer in range(act.n_layers)],
-                    {"tag": tags, "control_tag": probing.control_labels(types, tags, seed=seed)},
-                    act.token_meta("sentence_id")[rows][starts])
+        types = np.array([pieces[a:b].tobytes() for a, b in zip(starts, np.r_[starts[1:], len(rows)])])[tagged]
+        return View([act.word_vectors(layer)[tagged] for layer in range(act.n_layers)],
+                    {"tag": tags[tagged], "control_tag": probing.control_labels(types, tags[tagged], seed=seed)},
+                    act.token_meta("sentence_id")[rows][starts][tagged])
 
     def sentences(kind):
         index = sentence_sample(act, settings)

@@ -112,6 +112,7 @@ class TaskKind(ABC):
         if len(label_names) < 2:
             raise UserError(f"{where}: only one label ({label_names[0]})")
         gold = np.concatenate([np.atleast_1d(v) for v in train.get("label", train.get("tags"))])
+        gold = gold[gold != IGNORED]
         counts = np.bincount(gold, minlength=len(label_names))
         return ", ".join(f"{name} {count}" for name, count in zip(label_names, counts))
 

@@ -1,5 +1,6 @@
 """Token classification (POS, NER, supersense tags): a tag per word, predicted from the word's first word piece, as
-transformers' run_ner.py does by default; a word's later pieces, special tokens and padding carry no label. Words
+transformers' run_ner.py does by default; a word's later pieces, special tokens, padding and words without a tag
+(STREUSLE's non-adpositions) carry no label. Words
 cut off at max_length are neither trained on nor scored (the log counts them). The head is a linear classifier on
 every piece's top-layer vector; dropping the top k layers gives it layer L-k's vectors. The dev metric is accuracy
 over words."""
@@ -19,8 +20,8 @@ class TokenClassification(TaskKind):
         if corpus.tags is None:
             raise UserError(f"{where}: no tag per word, which kind {self.name} needs: word/TAG lines, or a "
                             "source.tokens_column with its tags_column")
-        tag_names = sorted({tag for tags in corpus.tags for tag in tags})
-        index = {name: i for i, name in enumerate(tag_names)}
+        tag_names = sorted({tag for tags in corpus.tags for tag in tags if tag is not None})
+        index = {name: i for i, name in enumerate(tag_names)} | {None: IGNORED}
 
         def split(ids) -> dict:
             return {"words": [corpus.words[i] for i in ids], "tags": [[index[t] for t in corpus.tags[i]] for i in ids]}
@@ -38,7 +39,7 @@ class TokenClassification(TaskKind):
                 labels.append(IGNORED if word is None or word == previous else tags[word])
                 previous = word
             targets.append(labels)
-            truncated += sum(label != IGNORED for label in labels) < len(tags)
+            truncated += sum(label != IGNORED for label in labels) < sum(tag != IGNORED for tag in tags)
         return Encoded(features, targets, np.array([len(f["input_ids"]) for f in features]), truncated)
 
     def collate(self, tokenizer, encoded: Encoded, rows, device) -> dict:
@@ -69,7 +70,8 @@ class TokenClassification(TaskKind):
         return lambda hidden, batch: classifier(hidden.to(classifier.weight.dtype)).float().cpu().numpy()
 
     def probe(self, split: dict, label_names: list[str]) -> dict:
-        return {"words": split["words"], "tags": [[label_names[t] for t in tags] for tags in split["tags"]]}
+        return {"words": split["words"],
+                "tags": [[label_names[t] if t != IGNORED else None for t in tags] for tags in split["tags"]]}
 
 
 KIND = TokenClassification()
