@@ -26,8 +26,9 @@ PATTERN_POOL = "pool/main/p/python-pattern/"
 
 @dataclass
 class Corpus:
-    """Sentences as word lists, with a label per sentence and/or a tag per word (None: a word without one); for sentence pairs, each example's
-    second sentence in `pairs`; for multiple choice, each example's candidate answers in `choices` (the label is
+    """Sentences as word lists, with a label per sentence and/or a tag per word (None: a word without one); for
+    sentence pairs, each example's second sentence in `pairs`; for multiple choice, each example's candidate answers
+    in `choices` (the label is
     the right one's index); for dependency trees, each word's head (1-based, 0: the root) and relation; for
 extractive QA, each question's id, text, context and answers (texts with their character offsets), its words those
 of the question."""
@@ -201,36 +202,43 @@ def check_tree(heads: list[int], where: str) -> None:
             word = heads[word - 1]
 
 
-def read_conllu(path) -> Corpus:
-    """CoNLL-U (Universal Dependencies): a word a line, ten tab-separated columns, sentences split by blank lines;
-    multiword-token ranges (1-2) and empty nodes (8.1) are skipped. Each word's form, UPOS tag, head and relation;
-    each sentence is checked to be a tree (check_tree), an error naming the file and line."""
-    words, tags, heads, relations = [], [], [], []
+def _conll_sentences(path, columns: int, name: str):
+    """(line of its first word, [(line, fields)] of its words) per sentence of a CoNLL-style file: a word a line of
+    `columns` tab-separated fields, sentences split by blank lines, `#` comments; multiword-token ranges (1-2) and
+    empty nodes (8.1) are skipped."""
     sentence, start = [], 1
-    lines = _read_text(path).split("\n")
-    for number, line in enumerate([*lines, ""], 1):
+    for number, line in enumerate([*_read_text(path).split("\n"), ""], 1):
         if not line.strip():
             if sentence:
-                tree = [head for _, _, head, _ in sentence]
-                check_tree(tree, f"{path}:{start}: sentence")
-                words.append([form for form, _, _, _ in sentence])
-                tags.append([upos for _, upos, _, _ in sentence])
-                heads.append(tree)
-                relations.append([relation for _, _, _, relation in sentence])
+                yield start, sentence
             sentence, start = [], number + 1
             continue
         if line.startswith("#"):
             start = start if sentence else number + 1
             continue
         fields = line.split("\t")
-        if len(fields) != 10:
-            raise UserError(f"{path}:{number}: a CoNLL-U word line has 10 tab-separated columns, found {len(fields)}")
-        if "-" in fields[0] or "." in fields[0]:
-            continue
-        if not fields[0].isdigit() or int(fields[0]) != len(sentence) + 1 or not fields[6].isdigit():
-            raise UserError(f"{path}:{number}: ID {fields[0]!r} and HEAD {fields[6]!r} must be integers, the IDs "
-                            f"counting 1, 2, ... within a sentence")
-        sentence.append((fields[1], fields[3], int(fields[6]), fields[7].split(":")[0]))
+        if len(fields) != columns:
+            raise UserError(f"{path}:{number}: a {name} word line has {columns} tab-separated columns, found "
+                            f"{len(fields)}")
+        if "-" not in fields[0] and "." not in fields[0]:
+            sentence.append((number, fields))
+
+
+def read_conllu(path) -> Corpus:
+    """CoNLL-U (Universal Dependencies): ten columns (_conll_sentences). Each word's form, UPOS tag, head and
+    relation; each sentence is checked to be a tree (check_tree), an error naming the file and line."""
+    words, tags, heads, relations = [], [], [], []
+    for start, sentence in _conll_sentences(path, 10, "CoNLL-U"):
+        for position, (number, fields) in enumerate(sentence, 1):
+            if not fields[0].isdigit() or int(fields[0]) != position or not fields[6].isdigit():
+                raise UserError(f"{path}:{number}: ID {fields[0]!r} and HEAD {fields[6]!r} must be integers, the "
+                                "IDs counting 1, 2, ... within a sentence")
+        tree = [int(fields[6]) for _, fields in sentence]
+        check_tree(tree, f"{path}:{start}: sentence")
+        words.append([fields[1] for _, fields in sentence])
+        tags.append([fields[3] for _, fields in sentence])
+        heads.append(tree)
+        relations.append([fields[7].split(":")[0] for _, fields in sentence])
     if not words:
         raise UserError(f"{path}: no sentences")
     return Corpus(words=words, tags=tags, heads=heads, relations=relations)
@@ -240,33 +248,20 @@ CONLLULEX_SUPERSENSES = {"ss": 13, "ss2": 14}  # the adposition's scene role and
 
 
 def read_conllulex(path, column: str = "ss") -> Corpus:
-    """STREUSLE's CoNLL-U-Lex: CoNLL-U's ten columns and nine of lexical semantics (Schneider et al. 2018), a word a
-    line, sentences split by blank lines; multiword-token ranges and empty nodes are skipped. Each single-word
-    adposition (SS a `p.` supersense, no strong MWE) is tagged with its scene role (`column` ss) or its function
-    (ss2), as in Zhou & Srikumar's PS-role and PS-fxn tasks; every other word carries no tag (None), and a sentence
+    """STREUSLE's CoNLL-U-Lex: CoNLL-U's ten columns and nine of lexical semantics (Schneider et al. 2018;
+    _conll_sentences). Each single-word adposition (SS a `p.` supersense, no strong MWE) is tagged with its scene
+    role (`column` ss) or its function (ss2), as in Zhou & Srikumar's PS-role and PS-fxn tasks; every other word carries no tag (None), and a sentence
     without an adposition is left out (it would train and score nothing)."""
     if column not in CONLLULEX_SUPERSENSES:
         raise UserError(f"{path}: source.tags_column {column!r} of a .conllulex file must be ss (scene role) or ss2 "
                         "(function)")
     at = CONLLULEX_SUPERSENSES[column]
-    words, tags, sentence = [], [], []
-    for number, line in enumerate([*_read_text(path).split("\n"), ""], 1):
-        if not line.strip():
-            if any(tag is not None for _, tag in sentence):
-                words.append([form for form, _ in sentence])
-                tags.append([tag for _, tag in sentence])
-            sentence = []
-            continue
-        if line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 19:
-            raise UserError(f"{path}:{number}: a CoNLL-U-Lex word line has 19 tab-separated columns, found "
-                            f"{len(fields)}")
-        if "-" in fields[0] or "." in fields[0]:
-            continue
-        single_adposition = fields[10] == "_" and fields[13].startswith("p.")
-        sentence.append((fields[1], fields[at] if single_adposition else None))
+    words, tags = [], []
+    for _, sentence in _conll_sentences(path, 19, "CoNLL-U-Lex"):
+        tagged = [fields[at] if fields[10] == "_" and fields[13].startswith("p.") else None for _, fields in sentence]
+        if any(tag is not None for tag in tagged):
+            words.append([fields[1] for _, fields in sentence])
+            tags.append(tagged)
     if not words:
         raise UserError(f"{path}: no single-word adposition with a supersense (column {column})")
     return Corpus(words=words, tags=tags)

@@ -1,7 +1,8 @@
 """Prompt tuning (Lester et al. 2021), with peft's prompt embedding: n learned vectors inserted into every input
 after its first piece ([CLS], <s>). Every piece attends to them; what reads the encoder's output (pooler, task head,
 extraction, layer drop) sees only the real pieces, at the positions they have in the plain encoder's output. No weight
-can hold the prompt, so it is saved beside the encoder (models.PROMPT_FILE) and attached again when the encoder loads."""
+can hold the prompt, so it is saved beside the encoder (models.PROMPT_FILE) and attached again when the encoder
+loads."""
 
 import inspect
 from pathlib import Path
@@ -32,7 +33,8 @@ class SoftPrompt(torch.nn.Module):
         self.name, self.virtual_tokens = name, virtual_tokens
         padding = getattr(getattr(encoder, "embeddings", None), "padding_idx", None)
         self.positions = encoder.config.max_position_embeddings - (0 if padding is None else padding + 1)
-        self.arguments = [p.name for p in inspect.signature(encoder.forward).parameters.values() if p.kind in POSITIONAL]
+        parameters = inspect.signature(encoder.forward).parameters.values()
+        self.arguments = [p.name for p in parameters if p.kind in POSITIONAL]
         self.encoder_name = type(encoder).__name__
 
     def _spliced(self, tensor: torch.Tensor, inserted: torch.Tensor) -> torch.Tensor:
