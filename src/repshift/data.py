@@ -250,8 +250,8 @@ CONLLULEX_SUPERSENSES = {"ss": 13, "ss2": 14}  # the adposition's scene role and
 def read_conllulex(path, column: str = "ss") -> Corpus:
     """STREUSLE's CoNLL-U-Lex: CoNLL-U's ten columns and nine of lexical semantics (Schneider et al. 2018;
     _conll_sentences). Each single-word adposition (SS a `p.` supersense, no strong MWE) is tagged with its scene
-    role (`column` ss) or its function (ss2), as in Zhou & Srikumar's PS-role and PS-fxn tasks; every other word carries no tag (None), and a sentence
-    without an adposition is left out (it would train and score nothing)."""
+    role (`column` ss) or its function (ss2), as in Zhou & Srikumar's PS-role and PS-fxn tasks; every other word
+    carries no tag (None), and a sentence without an adposition is left out (it would train and score nothing)."""
     if column not in CONLLULEX_SUPERSENSES:
         raise UserError(f"{path}: source.tags_column {column!r} of a .conllulex file must be ss (scene role) or ss2 "
                         "(function)")
