@@ -492,7 +492,13 @@ def test_remote_code_is_off_unless_a_model_opts_in(tiny_assets, task_file, monke
     from transformers import AutoModel
 
     loaded = {}
-    monkeypatch.setattr(AutoModel, "from_pretrained", lambda path, **kwargs: loaded.update(kwargs))
+    real = AutoModel.from_pretrained
+
+    def recorded(path, **kwargs):
+        loaded.update(kwargs)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(AutoModel, "from_pretrained", recorded)
     models.load_encoder(model_dir)
     assert loaded == {"use_safetensors": True, "trust_remote_code": False}
     config = rc.check_config(tiny_config(model_dir, files), SCHEMA)
