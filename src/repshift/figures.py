@@ -343,14 +343,15 @@ def cka_figure(tables, layerdrop, baselines, dev, dest, title):
                                   ("fine-tuned", part["variant"].map(full_finetuning))):
                 if chosen.any():
                     scores.append((f"{measure.inputs[0].replace('_cka', '')} {REPRESENTATIONS[representation]}"
-                                   f"\n{label}", seed_estimate(part.loc[chosen, "value"]), COLOURS[label]))
+                                   f", {label}", seed_estimate(part.loc[chosen, "value"]), COLOURS[label]))
     if scores:
         bars(axes[2], [s for _, s, _ in scores], [c for _, _, c in scores])
     else:
         axes[2].text(0.5, 0.5, "undefined: fewer than 4 layers\n(two blocks of at least 2)", ha="center",
                      va="center", transform=axes[2].transAxes)
-    axes[2].set(xticks=range(len(scores)), xticklabels=[n for n, _, _ in scores], ylabel="within - between blocks",
+    axes[2].set(xticks=range(len(scores)), ylabel="within - between blocks",
                 title="Block-diagonality, blocks of 2+ layers (whisker: 95% interval over seeds)")
+    axes[2].set_xticklabels([n for n, _, _ in scores], rotation=25, ha="right", fontsize=8)
     full = layerdrop[layerdrop["variant"].map(full_finetuning)]
     band(axes[3], full.rename(columns={"layers_dropped": "layer", "dev_metric": "value"}),
          "fine-tuned, top layers dropped", COLOURS["fine-tuned"])
