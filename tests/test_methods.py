@@ -17,6 +17,7 @@ from repshift import finetune as finetuning
 from repshift.activations import Activations, extract
 from repshift.claims import full_finetuning
 from repshift.errors import UserError
+from repshift.metrics import expected_provenance
 from repshift.models import PROMPT_FILE, load_encoder, load_tokenizer
 from repshift.tasks import kind_of
 from test_task_kinds import SETTINGS, SOURCES
@@ -225,6 +226,10 @@ def test_prompt_tuning_trains_the_prompt_and_the_head_and_the_encoder_loads_with
             stored.append((states.provenance["weights_sha256"], states.sentences(0, "cls"), states.tokens(2)))
     (prompted_hash, prompted_first, prompted_top), (plain_hash, plain_first, plain_top) = stored
     assert prompted_hash != plain_hash and not np.allclose(prompted_top, plain_top, atol=1e-3)
+    # and the steps that read an extraction expect the hash it recorded, the prompt's included
+    for folder, digest in (("ft", prompted_hash), ("unprompted", plain_hash)):
+        assert expected_provenance({"model": "m", "variant": "v", "probe": "p"},
+                                   tmp_path / folder / "model.safetensors")["weights_sha256"] == digest
     # the first piece keeps its position, so its embedding-layer state is the plain encoder's
     np.testing.assert_allclose(prompted_first, plain_first, atol=1e-5)
 

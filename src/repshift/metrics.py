@@ -10,7 +10,7 @@ from . import catalog, isotropy, probing
 from .activations import Activations
 from .errors import UserError
 from .heads import load_head
-from .provenance import file_sha256
+from .models import weights_digest
 from .tables import write_csv
 from .uncertainty import percentile_interval, replicates_text, sentence_resamples
 
@@ -391,9 +391,9 @@ def _frame(rows: list[dict], act: Activations, identity: dict) -> pd.DataFrame:
 
 def expected_provenance(identity: dict, weights=None) -> dict:
     """What an activation file must have been made from: the step's model, variant and probe set, and for a
-    fine-tuned variant the sha256 of `weights`, the model.safetensors that the finetune rule wrote."""
+    fine-tuned variant the digest of `weights`, the model.safetensors that the finetune rule wrote (and its prompt)."""
     expect = {key: identity[key] for key in ("model", "variant", "probe")}
-    return expect if weights is None else {**expect, "weights_sha256": file_sha256(weights)}
+    return expect if weights is None else {**expect, "weights_sha256": weights_digest(weights)}
 
 
 def _describe(act: Activations, settings: dict) -> None:

@@ -153,13 +153,20 @@ def _resolve_path(model_id: str, revision: str | None) -> tuple[Path, str]:
     return path, path.name
 
 
+def weights_digest(weights: Path) -> str:
+    """The sha256 of a model's weights file, combined with that of a soft prompt saved beside it: what an
+    extraction's provenance records and what the steps that read it expect."""
+    digest = file_sha256(weights)
+    prompt = Path(weights).parent / PROMPT_FILE
+    if prompt.is_file():
+        digest = hashlib.sha256(f"{digest} {file_sha256(prompt)}".encode()).hexdigest()
+    return digest
+
+
 def resolve_model(model_id: str, revision: str | None = None) -> ResolvedModel:
     """The model's files; its weights' hash covers a soft prompt saved beside them."""
     path, resolved_revision = _resolve_path(model_id, revision)
-    digest = file_sha256(_weights(path, model_id))
-    if (path / PROMPT_FILE).is_file():
-        digest = hashlib.sha256(f"{digest} {file_sha256(path / PROMPT_FILE)}".encode()).hexdigest()
-    return ResolvedModel(model_id, path, resolved_revision, digest)
+    return ResolvedModel(model_id, path, resolved_revision, weights_digest(_weights(path, model_id)))
 
 
 def load_tokenizer(path):
