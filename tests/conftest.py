@@ -255,21 +255,24 @@ class Project:
 
 
 FRACTIONS = [0.5, 1.0]
-# the last: the snapshot at 100% of a one-epoch fine-tune has the finished fine-tune's weights
-COMPARISONS = [["sent-s0", "sent+lora-s0"], ["sent-s0-at0.5", "sent-s0-at1"], ["sent-s0", "sent-s0-at1"]]
+# the third: the snapshot at 100% of a one-epoch fine-tune has the finished fine-tune's weights
+COMPARISONS = [["sent-s0", "sent+lora-s0"], ["sent-s0-at0.5", "sent-s0-at1"], ["sent-s0", "sent-s0-at1"],
+               ["sent-s0", "sent+prompt-s0"]]
 
 
 @pytest.fixture(scope="session")
 def followed(tmp_path_factory, tiny_assets):
     """The tiny workflow, one task and two seeds, with its first seed followed through training (snapshots at
-    FRACTIONS), a LoRA fine-tune beside full fine-tuning, and COMPARISONS between them, run to completion."""
+    FRACTIONS), a LoRA and a prompt fine-tune beside full fine-tuning, and COMPARISONS between them, run to
+    completion."""
     model_dir, files = tiny_assets
     config = tiny_config(model_dir, files)
     config["tasks"].pop("length")
     config["probes"].pop("ood")
     config |= {"seeds": [0, 1], "ablations": {"freeze_layers": []},
                "dynamics": {"tasks": ["sent"], "seeds": [0], "fractions": FRACTIONS},
-               "methods": {"lora": {"kind": "lora", "rank": 2, "alpha": 4}},
+               "methods": {"lora": {"kind": "lora", "rank": 2, "alpha": 4},
+                           "prompt": {"kind": "prompt", "virtual_tokens": 2, "learning_rate": 1e-2}},
                "comparisons": COMPARISONS}
     project = Project(tmp_path_factory.mktemp("followed") / "project", config)
     project.snakemake()

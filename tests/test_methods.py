@@ -126,13 +126,15 @@ def test_a_lora_target_the_encoder_lacks_names_the_key_and_its_linear_layers(sen
 def test_each_method_is_measured_like_full_fine_tuning_and_drawn_beside_it(followed):
     root = followed.root
     table = pd.read_csv(root / "results/tables/metrics.csv")
-    for seed in (0, 1):
-        full, lora = (set(table.loc[table["variant"] == v, "measure"]) for v in (f"sent-s{seed}", f"sent+lora-s{seed}"))
-        assert lora and lora == full
     records = {v: json.loads((root / f"results/models/tiny/{v}/train_metrics.json").read_text())
-               for v in ("sent-s0", "sent+lora-s0")}
-    assert records["sent+lora-s0"]["trainable_parameters"] < records["sent-s0"]["trainable_parameters"] / 5
-    assert (root / "results/layerdrop/tiny/sent+lora-s0.csv").is_file()
+               for v in ("sent-s0", "sent+lora-s0", "sent+prompt-s0")}
+    for name in ("lora", "prompt"):
+        for seed in (0, 1):
+            full, tuned = (set(table.loc[table["variant"] == v, "measure"])
+                           for v in (f"sent-s{seed}", f"sent+{name}-s{seed}"))
+            assert tuned and tuned == full, name
+        assert records[f"sent+{name}-s0"]["trainable_parameters"] < records["sent-s0"]["trainable_parameters"] / 5
+        assert (root / f"results/layerdrop/tiny/sent+{name}-s0.csv").is_file()
     assert (root / "results/figures/tiny/sent/methods.png").stat().st_size > 20_000
     assert "methods.png and .pdf: 6 panels" in (root / "logs/figures/tiny/sent.log").read_text()
 
