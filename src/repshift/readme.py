@@ -34,7 +34,9 @@ SNAPSHOTS = (Snapshot("benchmarks/default_run", "the default run", ""),
              Snapshot("benchmarks/offline_base_run", "configs/offline-base.yaml", "offline_base_"),
              Snapshot("benchmarks/offline_kinds_run", "configs/offline-kinds.yaml", "offline_kinds_"),
              Snapshot("benchmarks/offline_dynamics_run", "configs/offline-dynamics.yaml", "offline_dynamics_",
-                      ("dynamics", "methods", "comparisons")))
+                      ("dynamics", "methods", "comparisons")),
+             Snapshot("benchmarks/offline_methods_run", "configs/offline-methods.yaml", "offline_methods_",
+                      ("methods", "comparisons")))
 
 
 def run_timings(logs: list[Path]) -> tuple[dict, pd.DataFrame]:
