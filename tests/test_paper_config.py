@@ -109,3 +109,13 @@ def test_offline_dynamics_follows_one_fine_tune_and_runs_each_method_and_compari
     assert counts["snapshot"] == 6 and counts["dynamics"] == 1 and counts["compared"] == 1
     assert counts["between"] == 4 * 3, "four comparisons within mr, each on its dev set and both probe sets"
     assert counts["figures"] == 1 and counts["claims"] == 1
+
+
+@pytest.mark.workflow
+def test_offline_methods_runs_every_method_beside_full_fine_tuning_and_compares_each(tmp_path):
+    out = dry_run(tmp_path, "--cores", "2", "--workflow-profile", "none", config="configs/offline-methods.yaml")
+    counts = job_counts(out)
+    assert counts["finetune"] == 4 * 2, "full, LoRA, BitFit and prompt tuning, two seeds each"
+    assert "snapshot" not in counts and counts["compared"] == 1
+    assert counts["between"] == 4 * 3, "seed vs seed and full vs each method, each on its dev set and both probe sets"
+    assert "finetuned=mr+prompt-s1" in out
