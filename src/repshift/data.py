@@ -28,10 +28,9 @@ PATTERN_POOL = "pool/main/p/python-pattern/"
 class Corpus:
     """Sentences as word lists, with a label per sentence and/or a tag per word (None: a word without one); for
     sentence pairs, each example's second sentence in `pairs`; for multiple choice, each example's candidate answers
-    in `choices` (the label is
-    the right one's index); for dependency trees, each word's head (1-based, 0: the root) and relation; for
-extractive QA, each question's id, text, context and answers (texts with their character offsets), its words those
-of the question."""
+    in `choices` (the label is the right one's index); for dependency trees, each word's head (1-based, 0: the root)
+    and relation; for extractive QA, each question's id, text, context and answers (texts with their character
+    offsets), its words those of the question."""
 
     words: list[list[str]]
     labels: list[str] | None = None

@@ -2,8 +2,7 @@
 transformers' run_ner.py does by default; a word's later pieces, special tokens, padding and words without a tag
 (STREUSLE's non-adpositions) carry no label. Words cut off at max_length are neither trained on nor scored (the log
 counts them). The head is a linear classifier on every piece's top-layer vector; dropping the top k layers gives it
-layer L-k's vectors. The dev metric is accuracy
-over words."""
+layer L-k's vectors. The dev metric is accuracy over words."""
 
 import numpy as np
 
