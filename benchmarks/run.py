@@ -445,6 +445,27 @@ def torchcka_matrix(layers):
         torch.set_default_dtype(previous)
 
 
+PERMUTED_BEFORE = "e9c73f1"  # the last commit whose baseline averaged 10 sampled row orders
+
+
+def permutation_baseline(layers: list[np.ndarray], source: str) -> dict:
+    """similarity.permuted_linear_cka (the exact expectation over row orders) of each layer with the top layer,
+    against the mean over 10 sampled orders that the catalog's linear_cka_permuted computed before (from git)."""
+    from repshift import similarity
+
+    top, (n, d) = layers[-1], layers[0].shape
+    name = f"linear CKA permutation baseline, {len(layers)} layers vs the top layer: exact expectation"
+    before = previous_module("similarity", PERMUTED_BEFORE)
+    ours_t, ours = timed(lambda: [similarity.permuted_linear_cka(x, top) for x in layers])
+    if before is None:
+        return row("cka", name, f"n={n}, d={d}", ours_t, note=f"not compared: commit {PERMUTED_BEFORE} is not in "
+                   "this checkout's history")
+    ref_t, ref = timed(lambda: [before.cka_permutation_baseline(x, top, 10, 0).mean() for x in layers])
+    a, r = rel_diff(np.array(ours), np.array(ref))
+    return row("cka", f"{name} vs the mean of 10 sampled orders ({PERMUTED_BEFORE})", f"n={n}, d={d}", ours_t,
+               ref_t, "s", ref_t / ours_t, "", "", a, r, f"{source}; the differences are the sampled mean's error")
+
+
 def bench_cka(sizes: Sizes, state: dict) -> list[dict]:
     from repshift import similarity
 
@@ -470,6 +491,7 @@ def bench_cka(sizes: Sizes, state: dict) -> list[dict]:
                                  f"({3 * n_pairs}), cka_matrix one per pair plus one per layer ({n_pairs + L}), so "
                                  f"{3 * n_pairs / (n_pairs + L):.2f}x is the most a faster implementation can gain"))
 
+        rows.append(permutation_baseline([a_[: sizes.iso_n] for a_ in layers], source))
         gc.collect()
         pairs = upper_pairs(L)[: sizes.ckatorch_pairs]
         ref_t, ref = timed(lambda: ckatorch_pairs(layers, pairs), 1)
@@ -895,21 +917,22 @@ def bench_store(sizes: Sizes, work: Path) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- DirectProbe
 
-DIRECTPROBE_BEFORE = "916d446"  # the last commit with the previous implementation
+# The last commit with the previous implementation: every overlap decided by a full LP, the n x n centroid matrix
+# scanned at every merge, a bordered solve at every Wolfe step.
+DIRECTPROBE_BEFORE = "916d446"
 DIRECTPROBE_TARGETS = {"separate": "<= 30", "mix": "<= 300"}  # seconds per layer: "seconds" and "minutes at most"
 
 
-def previous_directprobe():
-    """repshift.directprobe as of DIRECTPROBE_BEFORE (every overlap decided by a full LP, the n x n centroid matrix
-    scanned at every merge, a bordered solve at every Wolfe step), loaded from git to be timed beside; None in a
-    checkout without that commit (a shallow clone)."""
+def previous_module(name: str, commit: str):
+    """repshift.<name> as of `commit`, loaded from git to be timed beside the current one; None in a checkout
+    without that commit (a shallow clone)."""
     import types
 
-    shown = subprocess.run(["git", "-C", str(REPO), "show", f"{DIRECTPROBE_BEFORE}:src/repshift/directprobe.py"],
+    shown = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:src/repshift/{name}.py"],
                            capture_output=True, text=True)
     if shown.returncode != 0:
         return None
-    module = types.ModuleType(f"directprobe_{DIRECTPROBE_BEFORE}")
+    module = types.ModuleType(f"{name}_{commit}")
     exec(compile(shown.stdout, module.__name__, "exec"), module.__dict__)
     return module
 
@@ -950,7 +973,7 @@ def bench_directprobe(sizes: Sizes, work: Path) -> list[dict]:
     cases = [("POS tags, layer 0", layers[0], tags, "mix"),
              (f"POS tags, layer {len(layers) - 1}", layers[-1], tags, "mix"),
              ("sign of PC 1 (the 10% nearest 0 left out), top layer", layers[-1][clear], side[clear] > 0, "separate")]
-    before = previous_directprobe()
+    before = previous_module("directprobe", DIRECTPROBE_BEFORE)
     keys = ("min_distance_all", "mean_distance_all", "label_spread")
     rows = []
     for name, X, y, kind in cases:

@@ -1,3 +1,4 @@
+import itertools
 import warnings
 
 import numpy as np
@@ -16,7 +17,7 @@ from repshift.similarity import (
     block_diagonality,
     cka_between,
     cka_matrix,
-    cka_permutation_baseline,
+    permuted_linear_cka,
     debiased_cka,
     linear_cka,
     rsa,
@@ -129,18 +130,21 @@ def test_cka_between_compares_layer_l_with_layer_l(debiased):
         cka_between(base, tuned[:2])
 
 
-def test_permutation_baseline_is_near_zero_for_unrelated_data_and_far_below_related_data():
-    rng = np.random.default_rng(8)
-    X, Y = rng.normal(size=(200, 20)), rng.normal(size=(200, 20))
-    null = cka_permutation_baseline(X, Y, n_permutations=30, debiased=True)
-    assert null.shape == (30,)
-    assert abs(null.mean()) < 0.02 and np.abs(null).max() < 0.1
+def test_permuted_cka_is_the_mean_over_every_row_order():
+    """Exact on 6 rows: the mean of the Gram-form CKA over all 720 orders of Y's rows."""
+    X, Y = related(6, 3, 2, noise=0.5, seed=3)
+    every_order = [gram_cka(X, Y[list(order)], False) for order in itertools.permutations(range(6))]
+    assert permuted_linear_cka(X, Y) == pytest.approx(np.mean(every_order), rel=1e-12)
+    assert permuted_linear_cka(X, Y) < gram_cka(X, Y, False)
+
+
+def test_permuted_cka_matches_sampled_orders_and_sits_far_below_related_data():
     X, Y = related(200, 20, 15, noise=1.0, seed=9)
-    null = cka_permutation_baseline(X, Y, n_permutations=30)
-    assert linear_cka(X, Y) > 0.8
-    assert null.max() < 0.3 * linear_cka(X, Y)
-    np.testing.assert_array_equal(null, cka_permutation_baseline(X, Y, n_permutations=30))
-    assert not np.array_equal(null, cka_permutation_baseline(X, Y, n_permutations=30, seed=1))
+    draws = np.random.default_rng(4)
+    sampled = [gram_cka(X, Y[draws.permutation(200)], False) for _ in range(2000)]
+    assert permuted_linear_cka(X, Y) == pytest.approx(np.mean(sampled), abs=3 * np.std(sampled) / np.sqrt(2000))
+    assert linear_cka(X, Y) > 0.8 and permuted_linear_cka(X, Y) < 0.3 * linear_cka(X, Y)
+    assert np.isnan(permuted_linear_cka(X, np.ones((200, 3))))
 
 
 def test_block_diagonality_finds_a_planted_split():
@@ -212,7 +216,7 @@ MEASURES = [
     rsa,
     lambda X, Y: cka_matrix([X, Y]),
     lambda X, Y: cka_between([X], [Y]),
-    lambda X, Y: cka_permutation_baseline(X, Y, n_permutations=2),
+    permuted_linear_cka,
 ]
 
 
@@ -348,13 +352,3 @@ def test_row_weights_give_the_measure_of_the_rows_repeated(measure):
     assert measure(X, Y, weights=counts) == pytest.approx(repeated, rel=1e-10)
     assert measure(X, Y, weights=np.ones(40)) == pytest.approx(measure(X, Y), rel=1e-10)
     assert measure(X, Y, weights=counts) != pytest.approx(measure(X, Y), rel=1e-3)
-
-
-def test_linear_permutation_baseline_is_the_cka_of_each_permuted_copy():
-    """The linear null reuses the self terms, which a row permutation leaves unchanged."""
-    rng = np.random.default_rng(2)
-    X = rng.normal(size=(300, 8))
-    Y = X @ rng.normal(size=(8, 5)) + rng.normal(size=(300, 5))
-    draws = np.random.default_rng(4)
-    expected = [linear_cka(X, Y[draws.permutation(300)]) for _ in range(5)]
-    np.testing.assert_allclose(cka_permutation_baseline(X, Y, n_permutations=5, seed=4), expected, rtol=1e-10)

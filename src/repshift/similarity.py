@@ -237,7 +237,7 @@ def linear_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto", weights: np.nda
     if weights is None:
         return float(cka_matrix([X, Y], form=form)[0, 1])
     X, Y = (_weighted_centred(a, weights) for a in _checked([X, Y]))
-    return float(_centred_linear_cka(X, Y, [slice(None)])[0])
+    return _centred_linear_cka(X, Y)
 
 
 def _weighted_centred(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -247,13 +247,10 @@ def _weighted_centred(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (X - weights @ X / weights.sum()) * np.sqrt(weights)[:, None]
 
 
-def _centred_linear_cka(X: np.ndarray, Y: np.ndarray, orders) -> np.ndarray:
-    """Linear CKA of centred X with Y's rows in each of `orders`: ||Y_o^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F), the
-    self terms computed once (a row order leaves them unchanged); nan when X or Y is constant."""
+def _centred_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
+    """Linear CKA of centred X and Y: ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F); nan when X or Y is constant."""
     denominator = np.sqrt(np.sum((X.T @ X) ** 2) * np.sum((Y.T @ Y) ** 2))
-    if not denominator > 0:
-        return np.full(len(orders), np.nan)
-    return np.array([np.sum((Y[order].T @ X) ** 2) for order in orders]) / denominator
+    return float(np.sum((Y.T @ X) ** 2) / denominator) if denominator > 0 else np.nan
 
 
 def debiased_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto") -> float:
@@ -281,22 +278,22 @@ def cka_between(
     return np.array([cka_matrix([a, b], debiased=debiased)[0, 1] for a, b in zip(layers_a, layers_b)])
 
 
-def cka_permutation_baseline(
-    X: np.ndarray, Y: np.ndarray, n_permutations: int = 20, seed: int = 0, debiased: bool = False
-) -> np.ndarray:
-    """Null distribution of CKA: CKA(X, P Y) for n_permutations random row permutations P, shape (n_permutations,).
+def permuted_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
+    """Linear CKA of X with Y's rows in a uniformly random order, in expectation over every order (the baseline).
+    E_pi CKA(X, Y_pi) = ||X||_F^2 ||Y||_F^2 / ((n - 1) ||X^T X||_F ||Y^T Y||_F), X and Y column-centred; nan if constant.
 
-    out[p] = CKA(X, Y[pi_p]), pi_p ~ uniform permutations from numpy.random.default_rng(seed); linear or debiased.
+    Exact: for centred Y, E_pi[P_pi Y Y^T P_pi^T] = tr(YY^T) / (n - 1) (I - 11^T / n), so no permutation is drawn.
     """
-    if n_permutations < 1:
-        raise ValueError(f"n_permutations must be at least 1, got {n_permutations}.")
-    X, Y = _checked([X, Y], min_rows=4 if debiased else 2)
-    rng = np.random.default_rng(seed)
-    if debiased:
-        return np.array(
-            [cka_matrix([X, Y[rng.permutation(len(Y))]], debiased=True)[0, 1] for _ in range(n_permutations)])
-    X, Y = (_weighted_centred(a, np.ones(len(a))) for a in (X, Y))
-    return _centred_linear_cka(X, Y, [rng.permutation(len(Y)) for _ in range(n_permutations)])
+    X, Y = (_weighted_centred(a, np.ones(len(a))) for a in _checked([X, Y]))
+    denominator = (len(X) - 1) * np.sqrt(np.sum(_smaller_gram(X) ** 2) * np.sum(_smaller_gram(Y) ** 2))
+    if not denominator > 0:
+        return np.nan
+    return float(np.sum(X**2) * np.sum(Y**2) / denominator)
+
+
+def _smaller_gram(X: np.ndarray) -> np.ndarray:
+    """X^T X or X X^T, whichever is smaller: both have the same Frobenius norm."""
+    return X.T @ X if X.shape[0] >= X.shape[1] else X @ X.T
 
 
 def block_diagonality(M: np.ndarray, min_block: int = 2) -> tuple[float, int]:
