@@ -21,7 +21,7 @@ pytest.importorskip("IsoScore")
 
 import run  # noqa: E402  (benchmarks/run.py)
 
-EXPECTED = {"extraction": 6, "cka": 10, "rsa": 2, "isoscore": 1, "probes": 1, "layerdrop": 1, "replicates": 5,
+EXPECTED = {"extraction": 6, "cka": 12, "rsa": 2, "isoscore": 1, "probes": 1, "layerdrop": 1, "replicates": 5,
             "finetune": 3, "directprobe": 6, "memory": 3, "streaming": 11, "workflow": 3}
 STORE_ROWS = 3  # then one row per measure of the tables
 
@@ -74,7 +74,7 @@ def test_the_float16_store_has_a_row_for_every_measure_and_keeps_cka_rsa_and_iso
 
 
 def test_directprobe_agrees_with_the_previous_implementation_where_that_one_keeps_hulls_apart(table):
-    if run.previous_directprobe() is None:
+    if run.previous_module("directprobe", run.DIRECTPROBE_BEFORE) is None:
         pytest.skip(f"commit {run.DIRECTPROBE_BEFORE} is not in this checkout's history (a shallow clone)")
     compared = [r for r in rows_of(table, "directprobe") if r["reference"]]
     assert len(compared) == 3
@@ -83,6 +83,15 @@ def test_directprobe_agrees_with_the_previous_implementation_where_that_one_keep
         assert ours == 0, r
         if previous == 0:
             assert number(r["max_abs_diff"]) <= 1e-6, r
+
+
+def test_the_exact_permutation_baseline_is_what_sampled_orders_average_to(table):
+    if run.previous_module("similarity", run.PERMUTED_BEFORE) is None:
+        pytest.skip(f"commit {run.PERMUTED_BEFORE} is not in this checkout's history (a shallow clone)")
+    rows = [r for r in rows_of(table, "cka") if "permutation baseline" in r["benchmark"]]
+    assert len(rows) == 2
+    for r in rows:
+        assert 0 < number(r["max_rel_diff"]) < 0.05, r
 
 
 def test_layer_drop_in_one_pass_gives_the_truncation_loop_s_accuracies(table):
