@@ -101,6 +101,7 @@ class Sizes:
     train_steps: int = 20          # MiniLM training steps timed per optimizer
     store_sentences: int = 500     # a dev set of the default config
     store_boot: int = 100          # metrics.n_boot default
+    store_measures: dict = field(default_factory=dict)  # measure settings over the workflow's defaults
     directprobe_points: int = 5000     # word vectors per layer (the issue's size)
     directprobe_reference: int = 1000  # points at which the previous implementation is timed beside
     reduced_dag: bool = False
@@ -108,11 +109,26 @@ class Sizes:
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
+def _quick_store_measures() -> dict:
+    """Fewer folds, clusters and rows where a measure's cost does not shrink with the sentences: the float16 rows
+    compare both stores under the same settings, so these change no conclusion of the quick run."""
+    from repshift.catalog import named
+
+    folds = {named(name): {"folds": 3} for name in ("task_probe_accuracy", "task_probe_accuracy_top_pcs_removed")}
+    return {**folds, named("task_probe_accuracy_cluster_pcs_removed"): {"folds": 3, "clusters": 5},
+            named("cluster_purity_frequency"): {"max_rows": 500},
+            named("cluster_purity_pos"): {"clusters": 5, "max_rows": 500}}
+
+
+QUICK_STORE_MEASURES = _quick_store_measures()
+
+
 def quick_sizes() -> Sizes:
     return Sizes(quick=True, sentences=60, extract_repeat=1, cka_n=1500, ckatorch_n=1000, torchcka_n=300,
                  rsa_n=300, iso_n=1000, repeat=1, memory_sizes=(4_000, 8_000, 16_000), memory_part="cka",
                  memory_max_tokens=1000, streaming_sizes=(4_000, 16_000), streaming_ckatorch_n=1000,
                  streaming_torchcka_n=300, replicates=3, train_steps=3, store_sentences=60, store_boot=5,
+                 store_measures=QUICK_STORE_MEASURES,
                  directprobe_points=400, directprobe_reference=150, reduced_dag=True, noop_repeat=1)
 
 
@@ -855,7 +871,7 @@ def bench_store(sizes: Sizes, work: Path) -> list[dict]:
     probe.write_text(json.dumps({**payload, "labels": labels, "label_names": ["no number", "number"]}))
     weights = tuned_copy(words, labels, work / "store-tuned")
     shared = {**schema_defaults("metrics"), "n_boot": sizes.store_boot}
-    settings = {"metrics": shared, "measures": catalog.resolve({}, shared["layer_by_layer"])}
+    settings = {"metrics": shared, "measures": catalog.resolve(sizes.store_measures, shared["layer_by_layer"])}
     identity = {"model": "minilm", "probe": "store", "probe_role": catalog.DEV_ROLE, "task": "", "seed": "",
                 "code_version": "benchmark"}
     models = {"base": ({"id": MODEL_ID}, None), "tuned": ({"id": str(weights.parent)}, weights)}
@@ -897,7 +913,8 @@ def bench_store(sizes: Sizes, work: Path) -> list[dict]:
                 note="wall, model load and tokenize included"),
             row("store", "metrics + compare on float16 vs float32 files", size, seconds["float16"][1],
                 seconds["float32"][1], "s", seconds["float32"][1] / seconds["float16"][1],
-                note=f"the catalog's every measure, n_boot={sizes.store_boot}; reads upcast to float32")]
+                note=f"the catalog's every measure, n_boot={sizes.store_boot}, settings over the defaults: "
+                     f"{sizes.store_measures or 'none'}; reads upcast to float32")]
     for name, group in joined.groupby("measure", sort=False):
         unit = catalog.get(name.removesuffix(catalog.VERSUS)).unit
         changes = [np.abs(group[f"{column}_16"] - group[f"{column}_32"]) for column in ("value", "ci_low", "ci_high")]
