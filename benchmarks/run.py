@@ -120,15 +120,12 @@ def _quick_store_measures() -> dict:
             named("cluster_purity_pos"): {"clusters": 5, "max_rows": 500}}
 
 
-QUICK_STORE_MEASURES = _quick_store_measures()
-
-
 def quick_sizes() -> Sizes:
     return Sizes(quick=True, sentences=60, extract_repeat=1, cka_n=1500, ckatorch_n=1000, torchcka_n=300,
                  rsa_n=300, iso_n=1000, repeat=1, memory_sizes=(4_000, 8_000, 16_000), memory_part="cka",
                  memory_max_tokens=1000, streaming_sizes=(4_000, 16_000), streaming_ckatorch_n=1000,
                  streaming_torchcka_n=300, replicates=3, train_steps=3, store_sentences=60, store_boot=5,
-                 store_measures=QUICK_STORE_MEASURES,
+                 store_measures=_quick_store_measures(),
                  directprobe_points=400, directprobe_reference=150, reduced_dag=True, noop_repeat=1)
 
 

@@ -17,9 +17,9 @@ from repshift.similarity import (
     block_diagonality,
     cka_between,
     cka_matrix,
-    permuted_linear_cka,
     debiased_cka,
     linear_cka,
+    permuted_linear_cka,
     rsa,
 )
 

@@ -249,8 +249,13 @@ def _weighted_centred(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def _centred_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
     """Linear CKA of centred X and Y: ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F); nan when X or Y is constant."""
-    denominator = np.sqrt(np.sum((X.T @ X) ** 2) * np.sum((Y.T @ Y) ** 2))
+    denominator = _gram_norm(X) * _gram_norm(Y)
     return float(np.sum((Y.T @ X) ** 2) / denominator) if denominator > 0 else np.nan
+
+
+def _gram_norm(X: np.ndarray) -> float:
+    """||X^T X||_F, from X^T X or X X^T, whichever is smaller (both have that norm)."""
+    return float(np.sqrt(np.sum((X.T @ X if X.shape[0] >= X.shape[1] else X @ X.T) ** 2)))
 
 
 def debiased_cka(X: np.ndarray, Y: np.ndarray, form: str = "auto") -> float:
@@ -284,16 +289,9 @@ def permuted_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
 
     Exact: for centred Y, E_pi[P_pi Y Y^T P_pi^T] = tr(YY^T) / (n - 1) (I - 11^T / n), so no permutation is drawn.
     """
-    X, Y = (_weighted_centred(a, np.ones(len(a))) for a in _checked([X, Y]))
-    denominator = (len(X) - 1) * np.sqrt(np.sum(_smaller_gram(X) ** 2) * np.sum(_smaller_gram(Y) ** 2))
-    if not denominator > 0:
-        return np.nan
-    return float(np.sum(X**2) * np.sum(Y**2) / denominator)
-
-
-def _smaller_gram(X: np.ndarray) -> np.ndarray:
-    """X^T X or X X^T, whichever is smaller: both have the same Frobenius norm."""
-    return X.T @ X if X.shape[0] >= X.shape[1] else X @ X.T
+    X, Y = (np.asarray(a, dtype=np.float64) - np.mean(a, axis=0) for a in _checked([X, Y]))
+    denominator = (len(X) - 1) * _gram_norm(X) * _gram_norm(Y)
+    return float(np.sum(X**2) * np.sum(Y**2) / denominator) if denominator > 0 else np.nan
 
 
 def block_diagonality(M: np.ndarray, min_block: int = 2) -> tuple[float, int]:
